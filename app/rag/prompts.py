@@ -1,0 +1,52 @@
+"""Prompt templates. The context is numbered so the model can cite `[n]`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app.rag.protocols import ChatTurn, ScoredChunk
+from app.rag.tokens import count_tokens
+
+GROUNDED_SYSTEM = (
+    "You are a helpful assistant answering questions from a private knowledge base. "
+    "Answer only from the numbered context below. Cite the passages you use as [n], "
+    "for example [1] or [2][3]. If the context does not contain the answer, say that the "
+    "knowledge base has no information on it. Do not invent facts, names or numbers."
+)
+GENERAL_SYSTEM = (
+    "You are a helpful assistant. The private knowledge base has nothing relevant to this "
+    "question, so answer from general knowledge, briefly, and say if you are unsure."
+)
+NO_RELEVANT_DOCUMENTS = (
+    "I couldn't find anything about this in the knowledge base, so I can't answer it. "
+    "Try rephrasing the question, or add a document that covers it."
+)
+GENERAL_KNOWLEDGE_NOTICE = "(Not from the knowledge base: general knowledge.) "
+
+
+def render_context(chunks: Sequence[ScoredChunk]) -> str:
+    return "\n\n".join(
+        f"[{n}] {chunk.title}\n{chunk.text.strip()}" for n, chunk in enumerate(chunks, start=1)
+    )
+
+
+def grounded_messages(question: str, chunks: Sequence[ScoredChunk]) -> list[ChatTurn]:
+    user = f"Context:\n{render_context(chunks)}\n\nQuestion: {question}"
+    return [ChatTurn("system", GROUNDED_SYSTEM), ChatTurn("user", user)]
+
+
+def general_messages(question: str) -> list[ChatTurn]:
+    return [ChatTurn("system", GENERAL_SYSTEM), ChatTurn("user", question)]
+
+
+def fit_context(
+    question: str, chunks: Sequence[ScoredChunk], *, budget_tokens: int
+) -> list[ScoredChunk]:
+    """Keep the best chunks whose prompt fits `budget_tokens`, dropping the weakest first."""
+    kept = sorted(chunks, key=lambda c: c.score, reverse=True)
+    while kept:
+        prompt = grounded_messages(question, kept)
+        if sum(count_tokens(turn.content) + 4 for turn in prompt) <= budget_tokens:
+            break
+        kept.pop()
+    return kept

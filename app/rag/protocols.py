@@ -1,0 +1,130 @@
+"""The three swappable parts of the RAG pipeline and the values passed between them.
+
+Backends implement these Protocols; the pipeline knows nothing else. Backends raise
+`app.errors.UpstreamError` subclasses for upstream failures, never `HTTPException`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+"""One embedding, 1-D float32, L2-normalised."""
+Matrix = npt.NDArray[np.float32]
+"""Embeddings row by row, shape (n, dimension), float32, L2-normalised."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    """A chunk of a document with its embedding, as stored in a vector store.
+
+    `owner_id` is the user the document belongs to, or None for a shared document that every
+    user's questions may retrieve.
+    """
+
+    id: str
+    document_id: int
+    owner_id: int | None
+    title: str
+    text: str
+    vector: Vector
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredChunk:
+    """A retrieved chunk; `score` is the cosine similarity to the question (higher is closer)."""
+
+    id: str
+    document_id: int
+    title: str
+    text: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """What a generator answers: the question, the numbered context and the rendered prompt.
+
+    `contexts[i]` is cited as `[i + 1]`. `grounded` is False when no chunk was relevant and the
+    settings allow a general-knowledge answer.
+    """
+
+    question: str
+    contexts: Sequence[ScoredChunk]
+    messages: Sequence[ChatTurn]
+    grounded: bool = True
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    document_id: int
+    title: str
+    chunk_id: str
+    score: float
+    snippet: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str
+    sources: list[Source] = field(default_factory=list)
+    grounded: bool = True
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised vectors of a fixed dimension."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    async def embed(self, texts: Sequence[str]) -> Matrix:
+        """Embed `texts` (batched as the backend sees fit); shape (len(texts), dimension)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class VectorStore(Protocol):
+    """Stores chunk vectors and finds the closest ones visible to a user."""
+
+    async def upsert(self, records: Sequence[ChunkRecord]) -> None:
+        """Insert or replace records by id (batched by the backend)."""
+        ...
+
+    async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
+        """The `top_k` closest chunks among the user's own and the shared documents, best first.
+
+        The visibility rule is applied inside the store's query (metadata filter), never after.
+        """
+        ...
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        """Remove records by id; unknown ids are ignored."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class Generator(Protocol):
+    """Writes the answer to a question from the prompt and its context."""
+
+    async def generate(self, request: GenerationRequest) -> str: ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
+        """The answer as text deltas, in order."""
+        ...
+
+    async def aclose(self) -> None: ...
