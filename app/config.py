@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import timedelta
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -121,8 +122,18 @@ class Settings(BaseSettings):
         generated = secrets.token_urlsafe(48)
         DEV_SECRET_FILE.write_text(generated)
         DEV_SECRET_FILE.chmod(0o600)
-        logger.warning("SECRET_KEY is not set: generated one in %s (development only)", DEV_SECRET_FILE)
+        logger.warning(
+            "SECRET_KEY is not set: generated one in %s (development only)", DEV_SECRET_FILE
+        )
         return generated
+
+    @property
+    def access_token_lifetime(self) -> timedelta:
+        return timedelta(minutes=self.access_token_expire_minutes)
+
+    @property
+    def refresh_token_lifetime(self) -> timedelta:
+        return timedelta(days=self.refresh_token_expire_days)
 
     @property
     def is_sqlite(self) -> bool:

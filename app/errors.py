@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -123,7 +124,9 @@ def error_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-def _render(status: int, code: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+def _render(
+    status: int, code: str, detail: Any, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         status_code=status,
         content=jsonable_encoder(ErrorBody(error=code, detail=detail)),

@@ -112,7 +112,9 @@ async def schedule_periodic(
             logger.exception("job %s failed", lease.name)
 
     scheduler.add_job(
-        tick, IntervalTrigger(seconds=interval.total_seconds()), id=lease.name,
+        tick,
+        IntervalTrigger(seconds=interval.total_seconds()),
+        id=lease.name,
         replace_existing=True,
     )
     if await is_due(lease, interval):

@@ -79,8 +79,12 @@ class TokenCodec:
                 token,
                 self._key,
                 algorithms=[self._algorithm],
-                options={"require_exp": True, "require_iat": True, "require_sub": True,
-                         "require_jti": True},
+                options={
+                    "require_exp": True,
+                    "require_iat": True,
+                    "require_sub": True,
+                    "require_jti": True,
+                },
             )
         except (JOSEError, ValueError, TypeError) as exc:
             raise InvalidToken(str(exc)) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.rag.protocols import ChatTurn, ScoredChunk
-from app.rag.tokens import count_tokens
+from app.rag.text import count_tokens
 
 GROUNDED_SYSTEM = (
     "You are a helpful assistant answering questions from a private knowledge base. "

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ChatRequest(BaseModel):
+    # The upper bound is configurable (CHAT_MAX_MESSAGE_CHARS) and checked by the service.
+    message: str = Field(min_length=1, examples=["What is our refund policy?"])
+
+
+class SourceRead(BaseModel):
+    document_id: int
+    title: str
+    chunk_id: str
+    score: float
+    snippet: str
+
+
+class ChatResponse(BaseModel):
+    response: str
+    sources: list[SourceRead] = Field(default_factory=list)
+
+
+class MessageRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    role: Literal["user", "bot"]
+    content: str
+    timestamp: datetime
+    sources: list[SourceRead] | None = None

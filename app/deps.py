@@ -1,0 +1,45 @@
+"""Shared `Annotated` dependencies. Long-lived resources come from the lifespan's State."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.lifespan import State
+from app.rag.pipeline import RagPipeline
+
+
+def get_state(request: Request) -> State:
+    return cast(State, request.state)
+
+
+StateDep = Annotated[State, Depends(get_state)]
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    """One session per request: committed when the endpoint returns, rolled back if it raises."""
+    async with state["sessions"]() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+def get_settings(state: StateDep) -> Settings:
+    return state["settings"]
+
+
+def get_pipeline(state: StateDep) -> RagPipeline:
+    return state["pipeline"]
+
+
+# scope="function": the commit happens before the response is sent, so a 2xx means committed.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PipelineDep = Annotated[RagPipeline, Depends(get_pipeline)]

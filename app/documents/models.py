@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime, utcnow
+
+
+class DocumentStatus:
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class Document(Base):
+    """A knowledge-base document. Private to `owner_id` unless `shared`.
+
+    The extracted text is kept so that interrupted ingestion can resume after a restart and
+    the document can be re-indexed into another vector store.
+    """
+
+    __tablename__ = "documents"
+    __table_args__ = (Index("ix_documents_owner_id_content_hash", "owner_id", "content_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None
+    )
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    title: Mapped[str] = mapped_column(String(300))
+    filename: Mapped[str | None] = mapped_column(String(300), default=None)
+    content_type: Mapped[str] = mapped_column(String(100))
+    content: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=DocumentStatus.PROCESSING)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+def chunk_id(document_id: int, ordinal: int) -> str:
+    """Deterministic vector ids: re-ingesting a document overwrites instead of duplicating."""
+    return f"doc{document_id}-{ordinal}"

@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from app.auth.dependencies import CurrentUser
+from app.auth.models import User
+from app.deps import StateDep
+from app.documents.extraction import content_type_for, extract_text
+from app.documents.ingestion import IngestionService, NewDocument
+from app.documents.models import Document
+from app.documents.repository import DocumentRepository
+from app.documents.schemas import DocumentCreate, DocumentRead
+from app.errors import (
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    UnsupportedMediaType,
+    UpstreamError,
+    UpstreamUnavailable,
+    error_responses,
+)
+
+router = APIRouter(prefix="/api/documents", tags=["documents"])
+
+# Room for multipart boundaries and form fields around the file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": DocumentCreate.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": ".txt, .md, .pdf or .html",
+                        },
+                        "title": {"type": "string", "description": "Defaults to the file name"},
+                        "shared": {"type": "boolean", "default": False},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def get_ingestion(state: StateDep) -> IngestionService:
+    return state["ingestion"]
+
+
+IngestionDep = Annotated[IngestionService, Depends(get_ingestion)]
+
+
+async def visible_document(document_id: int, user: CurrentUser, state: StateDep) -> Document:
+    """The document if the user may see it; 404 otherwise (existence is not revealed)."""
+    async with state["sessions"]() as session:
+        document = await DocumentRepository(session).get(document_id)
+    if document is None or not (document.shared or document.owner_id == user.id):
+        raise NotFound("Document not found.")
+    return document
+
+
+VisibleDocument = Annotated[Document, Depends(visible_document)]
+
+
+async def _read_json(request: Request, limit: int) -> NewDocument:
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise PayloadTooLarge(f"The document is larger than {limit} bytes.")
+    try:
+        data = DocumentCreate.model_validate_json(bytes(body))
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from exc
+    return NewDocument(title=data.title, content=data.content, shared=data.shared)
+
+
+async def _read_multipart(request: Request, limit: int) -> NewDocument:
+    async with request.form(max_files=1, max_fields=10) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise InvalidInput("Send the document as the multipart field `file`.")
+        content_type = content_type_for(upload.filename)
+        if upload.size is not None and upload.size > limit:
+            raise PayloadTooLarge(f"The file is larger than {limit} bytes.")
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"The file is larger than {limit} bytes.")
+        title = str(form.get("title") or "").strip() or upload.filename
+        shared = str(form.get("shared") or "false").strip().lower() in {"1", "true", "yes", "on"}
+        text = await asyncio.to_thread(extract_text, data, content_type)
+        return NewDocument(
+            title=title[:300],
+            content=text,
+            content_type=content_type,
+            filename=upload.filename[:300],
+            shared=shared,
+        )
+
+
+@router.post(
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DocumentRead,
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        200: {"model": DocumentRead, "description": "Same content uploaded before: unchanged"},
+        **error_responses(
+            NotAuthenticated,
+            PermissionDenied,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            InvalidInput,
+            UpstreamError,
+            UpstreamUnavailable,
+        ),
+    },
+)
+async def create_document(
+    request: Request, response: Response, user: CurrentUser, service: IngestionDep
+) -> DocumentRead:
+    """Add a document, as JSON `{"title", "content"}` or a multipart `file` upload.
+
+    Small documents are indexed before the response (`status: ready`); large ones in the
+    background (`status: processing`, poll `GET /api/documents/{id}/`).
+    """
+    limit = service.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(f"The upload is larger than {limit} bytes.")
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "application/json":
+        new = await _read_json(request, limit)
+    elif media_type == "multipart/form-data":
+        new = await _read_multipart(request, limit)
+    else:
+        raise UnsupportedMediaType("Send application/json or multipart/form-data.")
+    if new.shared and not user.is_admin:
+        raise PermissionDenied("Only administrators can add shared documents.")
+    document, created = await service.add(new, owner_id=user.id)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return DocumentRead.model_validate(document)
+
+
+@router.get("/", response_model=list[DocumentRead], responses=error_responses(NotAuthenticated))
+async def list_documents(user: CurrentUser, state: StateDep) -> list[DocumentRead]:
+    """Your documents and the shared ones."""
+    async with state["sessions"]() as session:
+        documents = await DocumentRepository(session).visible_to(user.id)
+    return [DocumentRead.model_validate(d) for d in documents]
+
+
+@router.get(
+    "/{document_id}/",
+    response_model=DocumentRead,
+    responses=error_responses(NotAuthenticated, NotFound),
+)
+async def get_document(document: VisibleDocument) -> DocumentRead:
+    return DocumentRead.model_validate(document)
+
+
+def _may_delete(user: User, document: Document) -> bool:
+    return user.is_admin if document.shared else document.owner_id == user.id
+
+
+@router.delete(
+    "/{document_id}/",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(NotAuthenticated, PermissionDenied, NotFound, UpstreamUnavailable),
+)
+async def delete_document(
+    document: VisibleDocument, user: CurrentUser, service: IngestionDep
+) -> Response:
+    """Delete a document and its vectors."""
+    if not _may_delete(user, document):
+        raise PermissionDenied("Only administrators can delete shared documents.")
+    await service.remove(document)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

