@@ -15,6 +15,27 @@ from app.db import utcnow
 from app.errors import EmailTaken, InvalidCredentials, NotAuthenticated
 
 
+async def register_user(
+    users: UserRepository, hasher: PasswordHasher, data: UserCreate, *, is_admin: bool = False
+) -> User:
+    if await users.get_by_email(data.email) is not None:
+        raise EmailTaken()
+    password_hash = await asyncio.to_thread(hasher.hash, data.password)
+    user = User(
+        email=data.email.lower(),
+        username=data.username,
+        password_hash=password_hash,
+        is_active=True,
+        is_admin=is_admin,
+        created_at=utcnow(),
+    )
+    try:
+        async with users.session.begin_nested():
+            return await users.add(user)
+    except IntegrityError as exc:  # lost a race with a concurrent sign-up
+        raise EmailTaken() from exc
+
+
 class AuthService:
     """Accounts and tokens. Hashing runs in a worker thread: it costs ~0.1 s of CPU."""
 
@@ -35,23 +56,8 @@ class AuthService:
         self.access_lifetime = access_lifetime
         self.refresh_lifetime = refresh_lifetime
 
-    async def register(self, data: UserCreate, *, is_admin: bool = False) -> User:
-        if await self.users.get_by_email(data.email) is not None:
-            raise EmailTaken()
-        password_hash = await asyncio.to_thread(self.hasher.hash, data.password)
-        user = User(
-            email=data.email.lower(),
-            username=data.username,
-            password_hash=password_hash,
-            is_active=True,
-            is_admin=is_admin,
-            created_at=utcnow(),
-        )
-        try:
-            async with self.users.session.begin_nested():
-                return await self.users.add(user)
-        except IntegrityError as exc:  # lost a race with a concurrent sign-up
-            raise EmailTaken() from exc
+    async def register(self, data: UserCreate) -> User:
+        return await register_user(self.users, self.hasher, data)
 
     async def authenticate(self, email: str, password: str) -> User:
         user = await self.users.get_by_email(email)

@@ -13,6 +13,7 @@ import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
@@ -47,6 +48,7 @@ T = TypeVar("T")
 _RETRY_STATUSES = frozenset({429, 503})
 _BACKOFF_BASE_SECONDS = 0.5
 _BACKOFF_CAP_SECONDS = 8.0
+STREAMS_PER_CLIENT = 256
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -67,13 +69,9 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def _status(exc: HfHubHTTPError) -> int:
-    return exc.response.status_code
-
-
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, HfHubHTTPError):
-        return _status(exc) in _RETRY_STATUSES
+        return exc.response.status_code in _RETRY_STATUSES
     # httpx2's own exceptions (huggingface_hub does not wrap connection failures).
     return isinstance(exc, httpx2.NetworkError | httpx2.RemoteProtocolError) and not isinstance(
         exc, httpx2.TimeoutException
@@ -85,9 +83,9 @@ def _upstream_error(exc: BaseException, what: str) -> UpstreamError | None:
     if isinstance(exc, InferenceTimeoutError | httpx2.TimeoutException | TimeoutError):
         return UpstreamTimeout(f"{what} timed out.")
     if isinstance(exc, HfHubHTTPError):
-        if _status(exc) == 504:
+        if exc.response.status_code == 504:
             return UpstreamTimeout(f"{what} timed out (HTTP 504).")
-        return UpstreamError(f"{what} failed with HTTP {_status(exc)}.")
+        return UpstreamError(f"{what} failed with HTTP {exc.response.status_code}.")
     if isinstance(exc, OfflineModeIsEnabled):
         return UpstreamError(f"{what} is blocked: HF_HUB_OFFLINE is set.")
     if isinstance(exc, TextGenerationError):
@@ -152,6 +150,47 @@ class _RetryPolicy:
                 logger.info("%s: %s, retrying in %.2f s", what, reason, wait)
                 await self._sleep(wait)
                 attempt += 1
+
+
+class _RotatingClient:
+    """Lends out one AsyncInferenceClient, replaced by a new one every `max_streams` streams.
+
+    AsyncInferenceClient keeps every streamed response on its exit stack until `close()` (about
+    25 KB per answer with a 4 KB prompt), so a client that streams forever grows forever. A new
+    client per stream would instead block the loop ~30 ms building its TLS context. A retired
+    client is closed once nobody is using it.
+    """
+
+    def __init__(self, factory: Callable[[], AsyncInferenceClient], *, max_streams: int) -> None:
+        self._factory = factory
+        self._max_streams = max_streams
+        self._current = factory()
+        self._streams = 0
+        self._users: dict[AsyncInferenceClient, int] = {self._current: 0}
+
+    @asynccontextmanager
+    async def borrow(self, *, stream: bool = False) -> AsyncIterator[AsyncInferenceClient]:
+        if stream and self._streams >= self._max_streams:
+            retired, self._current, self._streams = self._current, self._factory(), 0
+            self._users[self._current] = 0
+            if self._users[retired] == 0:
+                del self._users[retired]
+                await retired.close()  # type: ignore[no-untyped-call]
+        client = self._current
+        self._users[client] += 1
+        if stream:
+            self._streams += 1
+        try:
+            yield client
+        finally:
+            self._users[client] -= 1
+            if client is not self._current and self._users[client] == 0:
+                del self._users[client]
+                await client.close()  # type: ignore[no-untyped-call]
+
+    async def aclose(self) -> None:
+        for client in list(self._users):
+            await client.close()  # type: ignore[no-untyped-call]
 
 
 class HuggingFaceEmbedder:
@@ -221,9 +260,11 @@ class HuggingFaceEmbedder:
                 f"Hugging Face embedding returned shape {raw.shape}, "
                 f"expected ({rows}, {self._dimension})."
             )
+        if not np.isfinite(raw).all():
+            raise UpstreamError("Hugging Face embedding returned a non-finite value.")
         norms = np.linalg.norm(raw, axis=1, keepdims=True)
-        if not np.isfinite(raw).all() or not (norms > 0).all():
-            raise UpstreamError("Hugging Face embedding returned a zero or non-finite vector.")
+        if not (norms > 0).all():
+            raise UpstreamError("Hugging Face embedding returned a zero vector.")
         normalised: Matrix = (raw / norms).astype(np.float32)
         return normalised
 
@@ -261,7 +302,7 @@ class HuggingFaceGenerator:
         self.base_url = base_url
         self._api_key = api_key
         self._timeout = timeout
-        self._client = self._new_client()
+        self._clients = _RotatingClient(self._new_client, max_streams=STREAMS_PER_CLIENT)
         self._retry = _RetryPolicy(
             deadline=retry_deadline, sleep=sleep, clock=clock, secret=api_key
         )
@@ -291,15 +332,16 @@ class HuggingFaceGenerator:
         return [{"role": turn.role, "content": turn.content} for turn in request.messages]
 
     async def generate(self, request: GenerationRequest) -> str:
-        output = await self._retry.call(
-            self._what,
-            lambda: self._client.chat_completion(
-                self._messages(request),
-                model=self.model,
-                max_tokens=request.max_tokens,
-                temperature=request.temperature,
-            ),
-        )
+        async with self._clients.borrow() as client:
+            output = await self._retry.call(
+                self._what,
+                lambda: client.chat_completion(
+                    self._messages(request),
+                    model=self.model,
+                    max_tokens=request.max_tokens,
+                    temperature=request.temperature,
+                ),
+            )
         choices = output.choices
         if not choices:
             raise UpstreamError(f"{self._what} returned no choices.")
@@ -311,9 +353,7 @@ class HuggingFaceGenerator:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
         """The answer as text deltas; retries happen only before the first delta."""
-        # A client per stream: AsyncInferenceClient keeps every streamed response on its
-        # exit stack until close(), so one long-lived client would grow without bound.
-        async with self._new_client() as client:
+        async with self._clients.borrow(stream=True) as client:
             chunks = await self._retry.call(
                 self._what,
                 lambda: client.chat_completion(
@@ -343,4 +383,4 @@ class HuggingFaceGenerator:
                 raise UpstreamError(f"{self._what} streamed no choices.")
 
     async def aclose(self) -> None:
-        await self._client.close()  # type: ignore[no-untyped-call]
+        await self._clients.aclose()

@@ -101,6 +101,8 @@ class PineconeVectorStore:
         return cls(client, index, namespace=settings.pinecone_namespace, api_key=api_key)
 
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
+        # Our own batches rather than the SDK's `batch_size=`, which reports a failed batch in
+        # its result instead of raising.
         for start in range(0, len(records), UPSERT_BATCH_SIZE):
             batch = [_to_vector(r) for r in records[start : start + UPSERT_BATCH_SIZE]]
             with _upstream_errors("upsert", self._api_key):

@@ -1,0 +1,289 @@
+"""The `chatbot` command: serve, migrate, cleanup, create-admin, ingest, pinecone-init."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config(settings: Settings) -> Config:
+    from alembic.config import Config
+
+    ini = PROJECT_ROOT / "alembic.ini"
+    if not ini.exists():
+        raise SystemExit(f"alembic.ini not found at {ini}: run from a checkout of the project")
+    config = Config(str(ini))
+    config.attributes["database_url"] = settings.database_url
+    return config
+
+
+def migrate(settings: Settings, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(settings), revision)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    if not args.no_migrate:
+        migrate(settings)
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        log_level=settings.log_level.lower(),
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    migrate(settings, args.revision)
+    return 0
+
+
+@asynccontextmanager
+async def _sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    from app.db import create_engine, create_sessionmaker
+
+    engine = create_engine(settings)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _cleanup(settings: Settings) -> int | None:
+    from app.chat.retention import JOB_NAME, purge_old_messages
+    from app.scheduler import JobLease, run_exclusive
+
+    async with _sessions(settings) as sessions:
+        deleted: list[int] = []
+
+        async def job() -> str:
+            deleted.append(
+                await purge_old_messages(
+                    sessions,
+                    retention_days=settings.chat_retention_days,
+                    batch_size=settings.cleanup_batch_size,
+                )
+            )
+            return f"deleted {deleted[0]}"
+
+        ran = await run_exclusive(JobLease(sessions, JOB_NAME), job)
+        return deleted[0] if ran is not None else None
+
+
+def cmd_cleanup(_: argparse.Namespace, settings: Settings) -> int:
+    deleted = asyncio.run(_cleanup(settings))
+    if deleted is None:
+        print("cleanup is already running in another process; nothing done")
+        return 1
+    print(f"deleted {deleted} chat messages older than {settings.chat_retention_days} days")
+    return 0
+
+
+async def _create_admin(settings: Settings, email: str, username: str, password: str) -> str:
+    from app.auth.repository import UserRepository
+    from app.auth.schemas import UserCreate
+    from app.auth.service import register_user
+    from app.lifespan import build_hasher
+
+    data = UserCreate(email=email, username=username, password=password)
+    async with _sessions(settings) as sessions, sessions.begin() as session:
+        users = UserRepository(session)
+        existing = await users.get_by_email(data.email)
+        if existing is not None:
+            existing.is_admin = True
+            return f"{data.email} is now an administrator"
+        await register_user(users, build_hasher(settings), data, is_admin=True)
+        return f"created administrator {data.email}"
+
+
+def cmd_create_admin(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    password = os.environ.get("CHATBOT_ADMIN_PASSWORD") or getpass.getpass("Password: ")
+    try:
+        message = asyncio.run(
+            _create_admin(settings, args.email, args.username or args.email.split("@")[0], password)
+        )
+    except ValidationError as exc:
+        print(f"invalid input: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    print(message)
+    return 0
+
+
+SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".pdf", ".html", ".htm"}
+
+
+def iter_files(paths: Sequence[str]) -> Iterator[Path]:
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+            )
+        elif path.is_file():
+            yield path
+        else:
+            print(f"skipped {raw}: not found", file=sys.stderr)
+
+
+async def _ingest(settings: Settings, paths: Sequence[str]) -> tuple[int, int, int]:
+    from tqdm import tqdm
+
+    from app.documents.extraction import content_type_for, extract_text
+    from app.documents.ingestion import IngestionService, NewDocument
+    from app.documents.models import DocumentStatus
+    from app.errors import AppError
+    from app.rag.factory import build_embedder, build_store
+
+    files = list(iter_files(paths))
+    added = skipped = failed = 0
+    async with AsyncExitStack() as stack:
+        sessions = await stack.enter_async_context(_sessions(settings))
+        embedder = await build_embedder(settings)
+        stack.push_async_callback(embedder.aclose)
+        store = await build_store(settings, sessions)
+        stack.push_async_callback(store.aclose)
+        service = IngestionService(sessions, embedder, store, settings)
+        bar = tqdm(total=len(files), unit="file", desc="ingest", file=sys.stderr)
+        chunks_done = 0
+        started = time.perf_counter()
+
+        def progress(n: int) -> None:
+            nonlocal chunks_done
+            chunks_done += n
+            rate = chunks_done / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(chunks=chunks_done, chunks_per_s=f"{rate:.1f}")
+
+        for path in files:
+            try:
+                content_type = content_type_for(path.name)
+                text = await asyncio.to_thread(extract_text, path.read_bytes(), content_type)
+                new = NewDocument(
+                    title=path.stem,
+                    content=text,
+                    content_type=content_type,
+                    filename=path.name,
+                    shared=True,
+                )
+                document, created = await service.add(
+                    new, owner_id=None, background=False, progress=progress
+                )
+            except AppError as exc:
+                bar.write(f"failed {path}: {exc.detail}")
+                failed += 1
+            else:
+                if document.status == DocumentStatus.FAILED:
+                    bar.write(f"failed {path}: {document.error}")
+                    failed += 1
+                elif created:
+                    added += 1
+                else:
+                    skipped += 1
+            bar.update(1)
+        bar.close()
+    return added, skipped, failed
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    added, skipped, failed = asyncio.run(_ingest(settings, args.paths))
+    print(f"added {added}, unchanged {skipped}, failed {failed}")
+    return 1 if failed else 0
+
+
+async def _pinecone_init(settings: Settings) -> str:
+    from app.rag.backends.pinecone import ensure_index
+    from app.rag.factory import build_embedder
+
+    embedder = await build_embedder(settings)
+    try:
+        dimension = embedder.dimension
+    finally:
+        await embedder.aclose()
+    host, created = await ensure_index(settings, dimension)
+    verb = "created" if created else "exists:"
+    return f"index {settings.pinecone_index} {verb} host={host} dimension={dimension}"
+
+
+def cmd_pinecone_init(_: argparse.Namespace, settings: Settings) -> int:
+    if settings.pinecone_api_key is None:
+        print("PINECONE_API_KEY is not set", file=sys.stderr)
+        return 2
+    print(asyncio.run(_pinecone_init(settings)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatbot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="apply migrations, then run the API with uvicorn")
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--no-migrate", action="store_true", help="skip `alembic upgrade head`")
+    serve.set_defaults(handler=cmd_serve)
+
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.add_argument("revision", nargs="?", default="head")
+    mig.set_defaults(handler=cmd_migrate)
+
+    sub.add_parser("cleanup", help="delete chat messages past retention, once").set_defaults(
+        handler=cmd_cleanup
+    )
+
+    admin = sub.add_parser(
+        "create-admin",
+        help="create an administrator, or promote an existing user "
+        "(password from CHATBOT_ADMIN_PASSWORD or a prompt)",
+    )
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--username")
+    admin.set_defaults(handler=cmd_create_admin)
+
+    ingest = sub.add_parser("ingest", help="load files and folders into the shared knowledge base")
+    ingest.add_argument("paths", nargs="+")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    sub.add_parser(
+        "pinecone-init", help="create the Pinecone index (dimension from the embedder)"
+    ).set_defaults(handler=cmd_pinecone_init)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    return int(args.handler(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Shared fixtures. The database is SQLite by default; set TEST_DATABASE_URL to run the whole
+suite on PostgreSQL (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import Receive, Scope, Send
+
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker
+from app.lifespan import State
+from app.main import create_app
+from app.models import Base
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+_pg_schema_ready = False
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "secret_key": TEST_SECRET,
+        "password_hash_time_cost": 1,
+        "password_hash_memory_kib": 8,
+        "scheduler_enabled": False,
+        "embedding_backend": "local",
+        "vector_store": "local",
+        "llm_backend": "extractive",
+        "huggingface_api_key": None,
+        "pinecone_api_key": None,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def _reset_database(url: str) -> None:
+    global _pg_schema_ready
+    engine = create_engine(make_settings(url))
+    async with engine.begin() as conn:
+        if url.startswith("postgresql") and _pg_schema_ready:
+            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            await conn.run_sync(Base.metadata.drop_all)
+            await conn.run_sync(Base.metadata.create_all)
+            _pg_schema_ready = url.startswith("postgresql")
+    await engine.dispose()
+
+
+@pytest.fixture
+async def database_url(tmp_path: Path) -> str:
+    url = PG_URL or f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    await _reset_database(url)
+    return url
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(make_settings(database_url))
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+@asynccontextmanager
+async def running_app(app: FastAPI) -> AsyncIterator[tuple[httpx.AsyncClient, State]]:
+    """Run the app's lifespan and give an httpx client over ASGI, as uvicorn would serve it."""
+    async with app.router.lifespan_context(app) as state:
+
+        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+            # uvicorn copies the lifespan state into every request scope; so do we.
+            await app({**scope, "state": dict(state)}, receive, send)
+
+        transport = httpx.ASGITransport(app=with_state)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client, state  # type: ignore[misc]
+
+
+AppFactory = Callable[..., AbstractAsyncContextManager[tuple[httpx.AsyncClient, State]]]
+
+
+@pytest.fixture
+def app_factory(database_url: str) -> AppFactory:
+    """`async with app_factory(**setting_overrides) as (client, state): ...`"""
+
+    def factory(**overrides: Any) -> AbstractAsyncContextManager[tuple[httpx.AsyncClient, State]]:
+        return running_app(create_app(make_settings(database_url, **overrides)))
+
+    return factory
+
+
+@pytest.fixture
+async def running(app_factory: AppFactory) -> AsyncIterator[tuple[httpx.AsyncClient, State]]:
+    async with app_factory() as pair:
+        yield pair
+
+
+@pytest.fixture
+def client(running: tuple[httpx.AsyncClient, State]) -> httpx.AsyncClient:
+    return running[0]
+
+
+@pytest.fixture
+def state(running: tuple[httpx.AsyncClient, State]) -> State:
+    return running[1]
+
+
+async def signup(
+    client: httpx.AsyncClient, email: str = "ada@example.com", password: str = "correct horse 1"
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/signup/", json={"email": email, "username": email.split("@")[0], "password": password}
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def login_headers(
+    client: httpx.AsyncClient, email: str = "ada@example.com", password: str = "correct horse 1"
+) -> dict[str, str]:
+    response = await client.post("/api/login/", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access']}"}
+
+
+async def new_user(client: httpx.AsyncClient, email: str = "ada@example.com") -> dict[str, str]:
+    """Sign up and log in; the Authorization header of the new user."""
+    await signup(client, email)
+    return await login_headers(client, email)
+
+
+async def make_admin(state: State, email: str) -> None:
+    async with state["sessions"].begin() as session:
+        await session.execute(
+            text("UPDATE users SET is_admin = :yes WHERE email = :email"),
+            {"yes": True, "email": email},
+        )
