@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     embedding_url: str | None = None
     embedding_batch_size: int = Field(default=32, ge=1)
+    # Remote embedders only: the local model reports its own dimension.
+    embedding_dimension: int = Field(default=384, ge=1)
+    embedding_timeout_seconds: float = Field(default=30, gt=0)
     llm_model: str = "mistralai/Mistral-7B-Instruct-v0.2"
     llm_base_url: str | None = None
     llm_temperature: float = Field(default=0.2, ge=0, le=2)
@@ -80,7 +83,9 @@ class Settings(BaseSettings):
     pinecone_host: str | None = None
     # Control-plane URL override (Pinecone Local or a test server); the SDK default otherwise.
     pinecone_controller_host: str | None = None
-    pinecone_timeout_seconds: float = Field(default=30, gt=0)
+    pinecone_timeout_seconds: float = Field(default=10, gt=0)
+    # Bound on one store call including the SDK's own retries (it retries 5xx/timeouts 3 times).
+    pinecone_deadline_seconds: float = Field(default=30, gt=0)
     pinecone_namespace: str = ""
     pinecone_cloud: str = "aws"
     pinecone_region: str = "us-east-1"

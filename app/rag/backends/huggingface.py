@@ -234,7 +234,9 @@ class HuggingFaceEmbedder:
             model=settings.embedding_model,
             api_key=key.get_secret_value() if key else None,
             url=settings.embedding_url,
+            dimension=settings.embedding_dimension,
             batch_size=settings.embedding_batch_size,
+            timeout=settings.embedding_timeout_seconds,
             retry_deadline=settings.llm_retry_deadline_seconds,
         )
 

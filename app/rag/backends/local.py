@@ -332,38 +332,43 @@ OFFLINE_GENERAL = (
 class ExtractiveGenerator:
     """Answers with the knowledge base's own sentences closest to the question, cited as [n].
 
-    No language model: it quotes and never invents. It needs the embedder to rank sentences.
+    No language model: it quotes and never invents. Candidates are single sentences and
+    adjacent pairs, so "It was first sold in Tallinn." can win together with the sentence that
+    says what "it" is. It needs the embedder to rank them.
     """
 
     def __init__(self, embedder: Embedder) -> None:
         self._embedder = embedder
 
+    @staticmethod
+    def _candidates(contexts: Sequence[ScoredChunk]) -> list[tuple[int, tuple[str, ...]]]:
+        out: list[tuple[int, tuple[str, ...]]] = []
+        for n, chunk in enumerate(contexts, start=1):
+            sentences = split_sentences(chunk.text)
+            for i, sentence in enumerate(sentences):
+                out.append((n, (sentence,)))
+                if i:
+                    out.append((n, (sentences[i - 1], sentence)))
+        return out
+
     async def generate(self, request: GenerationRequest) -> str:
-        if not request.contexts:
-            return OFFLINE_GENERAL
-        candidates = [
-            (n, sentence)
-            for n, chunk in enumerate(request.contexts, start=1)
-            for sentence in split_sentences(chunk.text)
-        ]
+        candidates = self._candidates(request.contexts)
         if not candidates:
             return OFFLINE_GENERAL
-        vectors = await self._embedder.embed([request.question] + [s for _, s in candidates])
+        texts = [" ".join(sentences) for _, sentences in candidates]
+        vectors = await self._embedder.embed([request.question, *texts])
         scores = vectors[1:] @ vectors[0]
         order = np.argsort(-scores)
-        best = float(scores[order[0]])
-        picked = [
-            int(i)
-            for i in order[:MAX_ANSWER_SENTENCES]
-            if scores[i] >= max(MIN_SENTENCE_SCORE, 0.6 * best) or i == order[0]
-        ]
-        seen: set[str] = set()
+        floor = max(MIN_SENTENCE_SCORE, 0.6 * float(scores[order[0]]))
+        used: set[str] = set()
         parts: list[str] = []
-        for i in picked:
-            n, sentence = candidates[i]
-            if sentence not in seen:
-                seen.add(sentence)
-                parts.append(f"{sentence} [{n}]")
+        for rank, i in enumerate(order):
+            n, sentences = candidates[int(i)]
+            if rank and (scores[i] < floor or len(used) + len(sentences) > MAX_ANSWER_SENTENCES):
+                continue
+            if used.isdisjoint(sentences):
+                used.update(sentences)
+                parts.append(f"{' '.join(sentences)} [{n}]")
         return " ".join(parts)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:

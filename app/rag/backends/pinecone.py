@@ -11,8 +11,8 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final
 
 from app.config import Settings
@@ -71,12 +71,29 @@ class PineconeVectorStore:
     """
 
     def __init__(
-        self, client: PineconeAsyncio, index: AsyncIndex, *, namespace: str, api_key: str
+        self,
+        client: PineconeAsyncio,
+        index: AsyncIndex,
+        *,
+        namespace: str,
+        api_key: str,
+        deadline: float = 30.0,
     ) -> None:
         self._client = client
         self._index = index
         self._namespace = namespace
         self._api_key = api_key
+        self._deadline = deadline
+
+    @asynccontextmanager
+    async def _call(self, action: str) -> AsyncIterator[None]:
+        """Map SDK errors, and bound the call with its retries: they can add up to minutes."""
+        try:
+            async with asyncio.timeout(self._deadline):
+                with _upstream_errors(action, self._api_key):
+                    yield
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"Pinecone did not answer the {action} in time.") from exc
 
     @classmethod
     async def open(
@@ -98,18 +115,24 @@ class PineconeVectorStore:
             await client.close()
             raise
         logger.info("Pinecone index %r at %s", settings.pinecone_index, host)
-        return cls(client, index, namespace=settings.pinecone_namespace, api_key=api_key)
+        return cls(
+            client,
+            index,
+            namespace=settings.pinecone_namespace,
+            api_key=api_key,
+            deadline=settings.pinecone_deadline_seconds,
+        )
 
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
         # Our own batches rather than the SDK's `batch_size=`, which reports a failed batch in
         # its result instead of raising.
         for start in range(0, len(records), UPSERT_BATCH_SIZE):
             batch = [_to_vector(r) for r in records[start : start + UPSERT_BATCH_SIZE]]
-            with _upstream_errors("upsert", self._api_key):
+            async with self._call("upsert"):
                 await self._index.upsert(vectors=batch, namespace=self._namespace)
 
     async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
-        with _upstream_errors("query", self._api_key):
+        async with self._call("query"):
             response = await self._index.query(
                 vector=vector.tolist(),
                 top_k=top_k,
@@ -124,7 +147,7 @@ class PineconeVectorStore:
     async def delete(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), DELETE_BATCH_SIZE):
             batch = list(ids[start : start + DELETE_BATCH_SIZE])
-            with _upstream_errors("delete", self._api_key):
+            async with self._call("delete"):
                 await self._index.delete(ids=batch, namespace=self._namespace)
 
     async def aclose(self) -> None:
