@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
 
 from app.auth.dependencies import CurrentUser
 from app.chat.schemas import ChatRequest, ChatResponse, MessageRead, SourceRead
@@ -44,6 +45,33 @@ async def chat(body: ChatRequest, user: CurrentUser, service: ChatServiceDep) ->
     return ChatResponse(
         response=answer.text,
         sources=[SourceRead.model_validate(s, from_attributes=True) for s in answer.sources],
+    )
+
+
+@router.post(
+    "/chat/stream/",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-sent events: `sources`, `delta` (repeated), then `done` "
+            "(`{id, response}`) or `error` (`{error, detail}`).",
+        },
+        **error_responses(
+            NotAuthenticated, InvalidInput, UpstreamError, UpstreamUnavailable, UpstreamTimeout
+        ),
+    },
+)
+async def chat_stream(
+    body: ChatRequest, user: CurrentUser, service: ChatServiceDep
+) -> StreamingResponse:
+    """Like `POST /api/chat/`, with the answer streamed as it is generated."""
+    reply = await service.stream_reply(user, body.message)
+    return StreamingResponse(
+        reply.events(),
+        media_type="text/event-stream",
+        # Ask reverse proxies (nginx) not to buffer the stream.
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -84,6 +84,17 @@ class RagPipeline:
             temperature=cfg.temperature,
         )
 
+    async def stream_answer(self, question: str, *, user_id: int) -> StreamedAnswer:
+        """Retrieve now (errors surface here), then generate as the deltas are consumed."""
+        relevant = await self.retrieve(question, user_id=user_id)
+        request = self.build_request(question, relevant)
+        if request is None:
+            return StreamedAnswer(_single(prompts.NO_RELEVANT_DOCUMENTS), [], grounded=False)
+        if not request.grounded:
+            deltas = _prefixed(prompts.GENERAL_KNOWLEDGE_NOTICE, self.generator.stream(request))
+            return StreamedAnswer(deltas, [], grounded=False)
+        return StreamedAnswer(self.generator.stream(request), sources_of(request.contexts))
+
     async def answer(self, question: str, *, user_id: int) -> Answer:
         relevant = await self.retrieve(question, user_id=user_id)
         request = self.build_request(question, relevant)
@@ -93,6 +104,23 @@ class RagPipeline:
         if not request.grounded:
             return Answer(text=prompts.GENERAL_KNOWLEDGE_NOTICE + text, sources=[], grounded=False)
         return Answer(text=text, sources=sources_of(request.contexts))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedAnswer:
+    deltas: AsyncIterator[str]
+    sources: list[Source]
+    grounded: bool = True
+
+
+async def _single(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+async def _prefixed(prefix: str, deltas: AsyncIterator[str]) -> AsyncIterator[str]:
+    yield prefix
+    async for delta in deltas:
+        yield delta
 
 
 def sources_of(contexts: Sequence[ScoredChunk]) -> list[Source]:

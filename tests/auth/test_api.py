@@ -78,10 +78,14 @@ async def test_login_wrong_password_and_unknown_email_same_401(client: httpx.Asy
         "/api/login/", json={"email": "nobody@example.com", "password": "wrong password"}
     )
     assert wrong.status_code == unknown.status_code == 401
-    assert wrong.json() == unknown.json() == {
-        "error": "invalid_credentials",
-        "detail": "Incorrect email or password.",
-    }
+    assert (
+        wrong.json()
+        == unknown.json()
+        == {
+            "error": "invalid_credentials",
+            "detail": "Incorrect email or password.",
+        }
+    )
 
 
 async def test_login_unknown_email_still_verifies_a_hash(

@@ -33,7 +33,8 @@ async def test_chat_with_relevant_document_cites_it(
     headers = await new_user(client)
     doc_id = await _add_document(client, headers, title="Lighthouse", content=LIGHTHOUSE)
     response = await client.post(
-        "/api/chat/", json={"message": "Who was the first keeper of the lighthouse?"},
+        "/api/chat/",
+        json={"message": "Who was the first keeper of the lighthouse?"},
         headers=headers,
     )
     assert response.status_code == 200
@@ -146,7 +147,8 @@ async def test_chat_50_concurrent_requests_all_succeed(
 
     async def ask(n: int) -> httpx.Response:
         return await client.post(
-            "/api/chat/", json={"message": f"When was the lighthouse painted? #{n}"},
+            "/api/chat/",
+            json={"message": f"When was the lighthouse painted? #{n}"},
             headers=users[n % 5],
         )
 

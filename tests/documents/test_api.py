@@ -38,10 +38,12 @@ async def test_create_same_content_twice_is_idempotent(
     client: httpx.AsyncClient, state: State
 ) -> None:
     headers = await new_user(client)
-    first = await client.post("/api/documents/", json={"title": "Tea", "content": TEXT},
-                              headers=headers)
-    again = await client.post("/api/documents/", json={"title": "Tea 2", "content": TEXT},
-                              headers=headers)
+    first = await client.post(
+        "/api/documents/", json={"title": "Tea", "content": TEXT}, headers=headers
+    )
+    again = await client.post(
+        "/api/documents/", json={"title": "Tea 2", "content": TEXT}, headers=headers
+    )
     assert first.status_code == 201
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
@@ -71,7 +73,8 @@ async def test_upload_html_file_extracts_visible_text(client: httpx.AsyncClient)
     )
     assert response.status_code == 201, response.text
     answer = await client.post(
-        "/api/chat/", json={"message": "At what temperature is Zorblax tea brewed?"},
+        "/api/chat/",
+        json={"message": "At what temperature is Zorblax tea brewed?"},
         headers=headers,
     )
     assert "83 degrees" in answer.json()["response"]
@@ -106,7 +109,8 @@ async def test_upload_corrupt_pdf_is_422(client: httpx.AsyncClient) -> None:
 async def test_upload_unsupported_type_is_415(client: httpx.AsyncClient) -> None:
     headers = await new_user(client)
     response = await client.post(
-        "/api/documents/", files={"file": ("tool.exe", b"MZ...", "application/octet-stream")},
+        "/api/documents/",
+        files={"file": ("tool.exe", b"MZ...", "application/octet-stream")},
         headers=headers,
     )
     assert response.status_code == 415
@@ -138,7 +142,8 @@ async def test_upload_over_size_limit_is_413(app_factory: AppFactory) -> None:
 async def test_upload_non_utf8_text_is_422(client: httpx.AsyncClient) -> None:
     headers = await new_user(client)
     response = await client.post(
-        "/api/documents/", files={"file": ("latin.txt", "café".encode("utf-16"), "text/plain")},
+        "/api/documents/",
+        files={"file": ("latin.txt", "café".encode("utf-16"), "text/plain")},
         headers=headers,
     )
     assert response.status_code == 422
@@ -154,8 +159,9 @@ async def test_create_json_missing_content_is_422(client: httpx.AsyncClient) -> 
 async def test_documents_are_private_to_their_owner(client: httpx.AsyncClient) -> None:
     ada = await new_user(client, "ada@example.com")
     bob = await new_user(client, "bob@example.com")
-    created = await client.post("/api/documents/", json={"title": "Tea", "content": TEXT},
-                                headers=ada)
+    created = await client.post(
+        "/api/documents/", json={"title": "Tea", "content": TEXT}, headers=ada
+    )
     doc_id = created.json()["id"]
     assert (await client.get(f"/api/documents/{doc_id}/", headers=bob)).status_code == 404
     assert (await client.delete(f"/api/documents/{doc_id}/", headers=bob)).status_code == 404
@@ -208,8 +214,9 @@ async def test_delete_document_removes_vectors_and_answers(
     client: httpx.AsyncClient, state: State
 ) -> None:
     headers = await new_user(client)
-    created = await client.post("/api/documents/", json={"title": "Tea", "content": TEXT},
-                                headers=headers)
+    created = await client.post(
+        "/api/documents/", json={"title": "Tea", "content": TEXT}, headers=headers
+    )
     doc_id = created.json()["id"]
     assert await _vector_count(state) == 1
     response = await client.delete(f"/api/documents/{doc_id}/", headers=headers)
@@ -233,7 +240,9 @@ async def test_large_document_is_processed_in_background(app_factory: AppFactory
         state,
     ):
         headers = await new_user(client)
-        content = " ".join(f"Fact number {n} is that item {n} weighs {n * 3} grams." for n in range(60))
+        content = " ".join(
+            f"Fact number {n} is that item {n} weighs {n * 3} grams." for n in range(60)
+        )
         response = await client.post(
             "/api/documents/", json={"title": "Facts", "content": content}, headers=headers
         )
