@@ -74,7 +74,9 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
 
 
 @asynccontextmanager
-async def running_app(app: FastAPI) -> AsyncIterator[tuple[httpx.AsyncClient, State]]:
+async def running_app(
+    app: FastAPI, *, raise_app_exceptions: bool = True
+) -> AsyncIterator[tuple[httpx.AsyncClient, State]]:
     """Run the app's lifespan and give an httpx client over ASGI, as uvicorn would serve it."""
     async with app.router.lifespan_context(app) as state:
 
@@ -82,7 +84,7 @@ async def running_app(app: FastAPI) -> AsyncIterator[tuple[httpx.AsyncClient, St
             # uvicorn copies the lifespan state into every request scope; so do we.
             await app({**scope, "state": dict(state)}, receive, send)
 
-        transport = httpx.ASGITransport(app=with_state)
+        transport = httpx.ASGITransport(app=with_state, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client, state  # type: ignore[misc]
 

@@ -49,7 +49,8 @@ async def test_chat_with_relevant_document_cites_it(
         ("user", "Who was the first keeper of the lighthouse?"),
         ("bot", body["response"]),
     ]
-    assert stored[1].sources and stored[1].sources[0]["document_id"] == doc_id
+    assert stored[1].sources
+    assert stored[1].sources[0]["document_id"] == doc_id
 
 
 async def test_chat_without_relevant_document_refuses(client: httpx.AsyncClient) -> None:
@@ -115,11 +116,11 @@ async def test_history_limit_and_before_page_back(client: httpx.AsyncClient) -> 
     for n in range(3):
         await client.post("/api/chat/", json={"message": f"question {n}"}, headers=headers)
     newest = (await client.get("/api/chat-history/?limit=2", headers=headers)).json()
-    assert [m["content"] for m in newest][0] == "question 2"
+    assert next(m["content"] for m in newest) == "question 2"
     older = (
         await client.get(f"/api/chat-history/?limit=2&before={newest[0]['id']}", headers=headers)
     ).json()
-    assert [m["content"] for m in older][0] == "question 1"
+    assert next(m["content"] for m in older) == "question 1"
     assert older[-1]["id"] < newest[0]["id"]
 
 

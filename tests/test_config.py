@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app import config
+from app.config import Settings
+
+
+def _settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("secret", ["", "changeme", "short-secret"])
+def test_production_with_weak_secret_refuses_to_start(secret: str) -> None:
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        _settings(environment="production", secret_key=secret)
+
+
+def test_production_with_strong_secret_is_accepted() -> None:
+    settings = _settings(environment="production", secret_key="s" * 48)
+    assert settings.signing_key == "s" * 48
+
+
+def test_development_without_secret_generates_and_persists_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(config, "DEV_SECRET_FILE", tmp_path / ".secret_key")
+    first = _settings().signing_key
+    assert len(first) >= 32
+    assert "SECRET_KEY is not set" in caplog.text
+    assert _settings().signing_key == first
+    assert (tmp_path / ".secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_backends_are_embedded_without_keys() -> None:
+    settings = _settings()
+    assert settings.resolved_embedding_backend == "local"
+    assert settings.resolved_vector_store == "local"
+    assert settings.resolved_llm_backend == "extractive"
+
+
+def test_backends_are_remote_when_keys_are_set() -> None:
+    settings = _settings(huggingface_api_key="hf_x", pinecone_api_key="pc")
+    assert settings.resolved_embedding_backend == "huggingface"
+    assert settings.resolved_vector_store == "pinecone"
+    assert settings.resolved_llm_backend == "huggingface"
+
+
+def test_explicit_backend_overrides_key() -> None:
+    settings = _settings(huggingface_api_key="hf_x", embedding_backend="local")
+    assert settings.resolved_embedding_backend == "local"
+    assert settings.resolved_llm_backend == "huggingface"
+
+
+def test_settings_read_seed_names_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PINECONE_API_KEY", "from-env")
+    monkeypatch.setenv("HUGGINGFACE_API_KEY", "hf_env")
+    monkeypatch.setenv("CHAT_RETENTION_DAYS", "7")
+    settings = _settings()
+    assert settings.pinecone_api_key is not None
+    assert settings.pinecone_api_key.get_secret_value() == "from-env"
+    assert settings.chat_retention_days == 7
+    assert "from-env" not in repr(settings)
+
+
+def test_overlap_not_smaller_than_chunk_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="CHUNK_OVERLAP_TOKENS"):
+        _settings(chunk_tokens=50, chunk_overlap_tokens=50)
