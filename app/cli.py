@@ -27,9 +27,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def alembic_config(settings: Settings) -> Config:
     from alembic.config import Config
 
-    ini = PROJECT_ROOT / "alembic.ini"
-    if not ini.exists():
-        raise SystemExit(f"alembic.ini not found at {ini}: run from a checkout of the project")
+    # A checkout has it beside app/; an installed package (the container) runs from /srv.
+    candidates = [PROJECT_ROOT / "alembic.ini", Path.cwd() / "alembic.ini"]
+    ini = next((path for path in candidates if path.exists()), None)
+    if ini is None:
+        raise SystemExit("alembic.ini not found: run from the project directory")
     config = Config(str(ini))
     config.attributes["database_url"] = settings.database_url
     return config

@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,20 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(default=200, ge=16)
     chunk_overlap_tokens: int = Field(default=40, ge=0)
     ingest_inline_max_chunks: int = Field(default=32, ge=0)
+
+    @field_validator(
+        "huggingface_api_key",
+        "embedding_url",
+        "llm_base_url",
+        "pinecone_api_key",
+        "pinecone_host",
+        "pinecone_controller_host",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `KEY=` in .env (as in .env.example) means "not set", not "set to nothing".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

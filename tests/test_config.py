@@ -69,3 +69,15 @@ def test_settings_read_seed_names_from_environment(monkeypatch: pytest.MonkeyPat
 def test_overlap_not_smaller_than_chunk_is_rejected() -> None:
     with pytest.raises(ValidationError, match="CHUNK_OVERLAP_TOKENS"):
         _settings(chunk_tokens=50, chunk_overlap_tokens=50)
+
+
+def test_env_example_as_is_selects_embedded_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HUGGINGFACE_API_KEY", "PINECONE_API_KEY", "EMBEDDING_URL", "LLM_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    settings = Settings(_env_file=example)  # type: ignore[call-arg]
+    assert settings.huggingface_api_key is None
+    assert settings.pinecone_api_key is None
+    assert settings.resolved_embedding_backend == "local"
+    assert settings.resolved_vector_store == "local"
+    assert settings.resolved_llm_backend == "extractive"

@@ -1,0 +1,45 @@
+# One command to set up and run, one to set up and test. See README.md.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# This machine kind serves a CPU build of torch 2.13.0 from its local disk. Elsewhere use the
+# CPU wheel index, e.g.:
+#   make setup TORCH_INSTALL="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+TORCH_INSTALL ?= torch==2.13.0
+PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+
+.PHONY: setup run test test-pg lint format bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, so that sentence-transformers does not pull a multi-GB CUDA build
+	$(BIN)/python -m pip install --quiet $(TORCH_INSTALL)
+	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	touch $@
+
+run: setup
+	$(BIN)/chatbot serve
+
+test: setup
+	$(BIN)/pytest
+
+test-pg: setup
+	TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: setup
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
