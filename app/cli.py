@@ -34,6 +34,8 @@ def alembic_config(settings: Settings) -> Config:
         raise SystemExit("alembic.ini not found: run from the project directory")
     config = Config(str(ini))
     config.attributes["database_url"] = settings.database_url
+    # alembic.ini's logging section would reset the root logger and hide LOG_LEVEL=INFO logs.
+    config.attributes["configure_logging"] = False
     return config
 
 

@@ -7,6 +7,7 @@ even with several workers or replicas.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -81,8 +82,10 @@ async def run_exclusive(lease: JobLease, job: Callable[[], Awaitable[str]]) -> s
         return None
     try:
         result = await job()
-    except Exception as exc:
-        await lease.release(result=f"failed: {type(exc).__name__}", ran=False)
+    except BaseException as exc:
+        # Also on cancellation (shutdown): a lease left behind would block the next
+        # start-up's catch-up run for LEASE_SECONDS.
+        await asyncio.shield(lease.release(result=f"failed: {type(exc).__name__}", ran=False))
         raise
     await lease.release(result=result)
     return result

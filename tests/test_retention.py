@@ -150,7 +150,8 @@ async def test_acquire_expired_lease_takes_it_over(
 
     assert taken is True
     row = await job_run(sessions)
-    assert row is not None and row.locked_until is not None
+    assert row is not None
+    assert row.locked_until is not None
     assert row.locked_until > utcnow() + timedelta(seconds=LEASE_SECONDS - 60)
 
 
@@ -169,7 +170,8 @@ async def test_run_exclusive_successful_job_records_run_and_releases(
     row = await job_run(sessions)
     assert row is not None
     assert row.last_result == "deleted 3"
-    assert row.last_run_at is not None and row.last_run_at >= before
+    assert row.last_run_at is not None
+    assert row.last_run_at >= before
     assert row.locked_until is None
 
 
@@ -189,6 +191,30 @@ async def test_run_exclusive_failing_job_releases_without_last_run(
     assert row.locked_until is None
     assert row.last_run_at is None
     assert row.last_result == "failed: RuntimeError"
+
+
+async def test_run_exclusive_cancelled_job_releases_lease(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    lease = JobLease(sessions, JOB)
+    started = asyncio.Event()
+
+    async def job() -> str:
+        started.set()
+        await asyncio.Event().wait()  # runs until cancelled, as at shutdown
+        return "never"
+
+    task = asyncio.create_task(run_exclusive(lease, job))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    row = await job_run(sessions)
+    assert row is not None
+    assert row.locked_until is None
+    assert row.last_result == "failed: CancelledError"
+    assert await lease.acquire() is True
 
 
 async def test_run_exclusive_concurrent_calls_runs_job_once(
