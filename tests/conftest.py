@@ -42,7 +42,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "pinecone_api_key": None,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 async def _reset_database(url: str) -> None:
@@ -82,7 +82,7 @@ async def running_app(
 
         async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
             # uvicorn copies the lifespan state into every request scope; so do we.
-            await app({**scope, "state": dict(state)}, receive, send)
+            await app({**scope, "state": dict(state or {})}, receive, send)
 
         transport = httpx.ASGITransport(app=with_state, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

@@ -52,7 +52,7 @@ async def test_unexpected_error_is_generic_500(database_url: str) -> None:
         async def broken(*_: object, **__: object) -> None:
             raise RuntimeError("secret internal detail")
 
-        state["pipeline"].retrieve = broken  # type: ignore[method-assign]
+        state["pipeline"].retrieve = broken  # type: ignore[method-assign, assignment]
         headers = await new_user(client)
         response = await client.post("/api/chat/", json={"message": "hi"}, headers=headers)
         assert response.status_code == 500

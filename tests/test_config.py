@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -9,8 +10,8 @@ from app import config
 from app.config import Settings
 
 
-def _settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+def _settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)
 
 
 @pytest.mark.parametrize("secret", ["", "changeme", "short-secret"])
@@ -75,7 +76,7 @@ def test_env_example_as_is_selects_embedded_defaults(monkeypatch: pytest.MonkeyP
     for name in ("HUGGINGFACE_API_KEY", "PINECONE_API_KEY", "EMBEDDING_URL", "LLM_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     example = Path(__file__).resolve().parent.parent / ".env.example"
-    settings = Settings(_env_file=example)  # type: ignore[call-arg]
+    settings = Settings(_env_file=example)
     assert settings.huggingface_api_key is None
     assert settings.pinecone_api_key is None
     assert settings.resolved_embedding_backend == "local"
