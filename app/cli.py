@@ -238,7 +238,13 @@ def cmd_pinecone_init(_: argparse.Namespace, settings: Settings) -> int:
     if settings.pinecone_api_key is None:
         print("PINECONE_API_KEY is not set", file=sys.stderr)
         return 2
-    print(asyncio.run(_pinecone_init(settings)))
+    from app.errors import AppError
+
+    try:
+        print(asyncio.run(_pinecone_init(settings)))
+    except AppError as exc:
+        print(f"pinecone-init failed: {exc.detail}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -24,6 +24,8 @@ from app.documents.models import Document, DocumentStatus
 from app.lifespan import build_hasher
 from app.models import Base
 from tests.conftest import TEST_SECRET, make_settings
+from tests.fakes.pinecone import FakePinecone
+from tests.fakes.server import serve
 
 T = TypeVar("T")
 ADMIN_PASSWORD = "admin passphrase 1"
@@ -266,3 +268,31 @@ def test_ingest_same_folder_twice_reports_unchanged(
     assert code == 0
     assert capsys.readouterr().out == "added 0, unchanged 2, failed 0\n"
     assert len(documents(migrated_url)) == 2
+
+
+def test_pinecone_init_creates_index_once(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakePinecone(api_key="pc-cli-key")
+    with serve(fake.app) as url:
+        monkeypatch.setenv("PINECONE_API_KEY", "pc-cli-key")
+        monkeypatch.setenv("PINECONE_CONTROLLER_HOST", url)
+        assert main(["pinecone-init"]) == 0
+        assert "created" in capsys.readouterr().out
+        assert fake.indexes["chatbot-index"].dimension == 384
+        assert main(["pinecone-init"]) == 0
+        assert "exists" in capsys.readouterr().out
+        assert len(fake.requests_to("/indexes", "POST")) == 1
+
+
+def test_pinecone_init_upstream_error_is_clean_message(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakePinecone(api_key="the-right-key")
+    with serve(fake.app) as url:
+        monkeypatch.setenv("PINECONE_API_KEY", "a-wrong-key")
+        monkeypatch.setenv("PINECONE_CONTROLLER_HOST", url)
+        assert main(["pinecone-init"]) == 1
+        err = capsys.readouterr().err
+        assert "Pinecone" in err
+        assert "a-wrong-key" not in err

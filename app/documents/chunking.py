@@ -30,7 +30,7 @@ def chunk_text(
 ) -> list[str]:
     """Pack whole sentences into chunks of at most `max_tokens`; each chunk starts with the
     last sentences of the previous one, up to `overlap_tokens`, so no fact is cut off from
-    its context."""
+    its context. Sentences are joined by newlines, so headings and list items stay apart."""
     units: list[tuple[str, int]] = []
     for sentence in split_sentences(text):
         tokens = count(sentence)
@@ -44,7 +44,7 @@ def chunk_text(
     size = 0
     for unit in units:
         if current and size + unit[1] > max_tokens:
-            chunks.append(" ".join(s for s, _ in current))
+            chunks.append("\n".join(s for s, _ in current))
             carried: list[tuple[str, int]] = []
             carried_size = 0
             for previous in reversed(current):
@@ -58,5 +58,5 @@ def chunk_text(
         current.append(unit)
         size += unit[1]
     if current:
-        chunks.append(" ".join(s for s, _ in current))
+        chunks.append("\n".join(s for s, _ in current))
     return chunks
