@@ -55,11 +55,13 @@ def utcnow() -> datetime:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    kwargs: dict[str, Any] = {"echo": settings.database_echo, "pool_pre_ping": True}
+    kwargs: dict[str, Any] = {"echo": settings.database_echo}
     if settings.is_sqlite:
         # busy_timeout is set by the pragma hook below; the driver's own timeout would mask it.
         kwargs["connect_args"] = {"timeout": 0}
     else:
+        # A server can drop idle connections; a SQLite file cannot, so only ping servers.
+        kwargs["pool_pre_ping"] = True
         kwargs["pool_size"] = settings.database_pool_size
         kwargs["max_overflow"] = settings.database_pool_size
     engine = create_async_engine(settings.database_url, **kwargs)

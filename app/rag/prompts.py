@@ -46,6 +46,9 @@ def fit_context(
     kept = sorted(chunks, key=lambda c: c.score, reverse=True)
     while kept:
         prompt = grounded_messages(question, kept)
+        # The estimate never exceeds the character count: skip counting when that fits.
+        if sum(len(turn.content) + 4 for turn in prompt) <= budget_tokens:
+            break
         if sum(count_tokens(turn.content) + 4 for turn in prompt) <= budget_tokens:
             break
         kept.pop()

@@ -76,3 +76,10 @@ def test_content_type_for_known_and_unknown() -> None:
     assert content_type_for("notes.md") == "text/markdown"
     with pytest.raises(UnsupportedMediaType, match=r"\.zip"):
         content_type_for("archive.zip")
+
+
+@pytest.mark.parametrize(
+    "text", ["", "a", "word " * 50, "supercalifragilisticexpialidocious!!", "é, ü; 123.45 — ok"]
+)
+def test_count_tokens_never_exceeds_characters(text: str) -> None:
+    assert count_tokens(text) <= len(text)

@@ -79,3 +79,20 @@ async def test_delete_unknown_and_empty_inputs_are_noops(
     await store.delete([])
     await store.delete(["missing"])
     assert await store.query(_unit(1), top_k=3, user_id=1) == []
+
+
+async def test_upsert_new_ids_loads_incrementally_without_full_reload(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    writer, reader = LocalVectorStore(sessions), LocalVectorStore(sessions)
+    await writer.upsert([_record(1, owner=1)])
+    await reader.query(_unit(1), top_k=1, user_id=1)
+    await writer.upsert([_record(2, owner=1), _record(3, owner=2)])
+    await reader.query(_unit(2), top_k=1, user_id=1)
+    index = reader._index
+    assert index.deletions == 0  # nothing was replaced, so no reader reloaded everything
+    assert {owner: len(block.seqs) for owner, block in index.blocks.items()} == {1: 2, 2: 1}
+    await writer.upsert([_record(2, owner=1, vector=_unit(50))])  # replaces a row
+    await reader.query(_unit(50), top_k=1, user_id=1)
+    assert reader._index.deletions == 1
+    assert len(reader._index.blocks[1].seqs) == 2

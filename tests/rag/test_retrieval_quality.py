@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -90,3 +92,12 @@ async def test_embed_paraphrase_closer_than_unrelated(embedder: LocalEmbedder) -
     assert embedder.dimension == 384
     assert float(a @ b) > 0.5 > float(a @ c)
     assert abs(float(a @ a) - 1.0) < 1e-5
+
+
+async def test_embed_concurrent_calls_match_single_calls(embedder: LocalEmbedder) -> None:
+    texts = [f"question number {n} about topic {n % 3}" for n in range(12)]
+    single = [(await embedder.embed([t]))[0] for t in texts]
+    together = await asyncio.gather(*(embedder.embed([t]) for t in texts))
+    assert all(m.shape == (1, 384) for m in together)
+    for alone, merged in zip(single, together, strict=True):
+        assert float(alone @ merged[0]) > 0.9999

@@ -8,7 +8,7 @@ import logging
 import re
 import threading
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,15 +73,22 @@ def _load_model(path: Path) -> Any:
         return model
 
 
+_Pending = tuple[list[str], "asyncio.Future[Matrix]"]
+
+
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 (or any local sentence-transformers model) on the CPU, in a thread."""
+    """all-MiniLM-L6-v2 (or any local sentence-transformers model) on the CPU, in a thread.
+
+    One encode runs at a time (torch already uses every core). Calls that arrive meanwhile
+    are merged into the next encode: concurrent chat questions share one forward pass.
+    """
 
     def __init__(self, model: Any, *, batch_size: int = 32) -> None:
         self._model = model
         self._batch_size = batch_size
         self._dimension = int(model.get_embedding_dimension())
-        # One encode at a time: torch already uses every core, and queued calls batch better.
-        self._lock = asyncio.Lock()
+        self._pending: list[_Pending] = []
+        self._drainer: asyncio.Task[None] | None = None
 
     @classmethod
     async def load(cls, settings: Settings) -> LocalEmbedder:
@@ -110,11 +117,41 @@ class LocalEmbedder:
     async def embed(self, texts: Sequence[str]) -> Matrix:
         if not texts:
             return np.zeros((0, self._dimension), dtype=np.float32)
-        async with self._lock:
-            return await asyncio.to_thread(self._encode, list(texts))
+        future: asyncio.Future[Matrix] = asyncio.get_running_loop().create_future()
+        self._pending.append((list(texts), future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        batch: list[_Pending] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                batch = [(texts, f) for texts, f in batch if not f.done()]  # drop cancelled
+                try:
+                    vectors = await asyncio.to_thread(
+                        self._encode, [t for texts, _ in batch for t in texts]
+                    )
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                offset = 0
+                for texts, future in batch:
+                    if not future.done():
+                        future.set_result(vectors[offset : offset + len(texts)])
+                    offset += len(texts)
+        finally:
+            for _, future in batch + self._pending:  # unanswered only if this task is cancelled
+                if not future.done():
+                    future.cancel()
 
     async def aclose(self) -> None:
-        return None
+        if self._drainer is not None:
+            self._drainer.cancel()
+            await asyncio.gather(self._drainer, return_exceptions=True)
 
 
 # --- vector store -------------------------------------------------------------------------
@@ -147,23 +184,38 @@ class VectorStoreState(Base):
 
 
 SHARED_OWNER = -1
+Int64Array = np.ndarray[Any, np.dtype[np.int64]]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """The vectors of one owner (or of the shared documents), with their row sequence ids."""
+
+    matrix: Matrix
+    seqs: Int64Array
+
+
+@dataclass(frozen=True, slots=True)
 class _Index:
     revision: int = -1
     deletions: int = -1
     max_seq: int = 0
-    matrix: Matrix | None = None
-    seqs: np.ndarray[Any, np.dtype[np.int64]] | None = None
-    owners: np.ndarray[Any, np.dtype[np.int64]] | None = None
+    blocks: dict[int, _Block] = field(default_factory=dict)
+
+
+def _top(block: _Block, vector: Vector, k: int) -> list[tuple[int, float]]:
+    scores = block.matrix @ vector
+    k = min(k, len(scores))
+    top = np.argpartition(-scores, k - 1)[:k]
+    return [(int(block.seqs[i]), float(scores[i])) for i in top]
 
 
 class LocalVectorStore:
     """Vectors persisted in the app database, searched by brute-force cosine in numpy.
 
-    Each query first reads one revision number; when another worker has written since, only
-    the new rows are loaded (everything, after a deletion).
+    The in-memory index is grouped by owner, so a query only multiplies the rows the user may
+    see: their own and the shared ones. Each query first reads one revision number; when some
+    process has written since, only the new rows are loaded (everything, after a deletion).
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -171,17 +223,24 @@ class LocalVectorStore:
         self._index = _Index()
         self._refresh_lock = asyncio.Lock()
 
-    async def _bump(self, session: AsyncSession, *, deleted: bool) -> None:
-        # First statement of every write transaction: its row lock orders concurrent writers.
-        values: dict[str, Any] = {"revision": VectorStoreState.revision + 1}
-        if deleted:
-            values["deletions"] = VectorStoreState.deletions + 1
+    async def _begin_write(self, session: AsyncSession) -> None:
+        # First statement of every write transaction: its row lock orders concurrent writers,
+        # so row sequence order is commit order and readers can load "everything after seq N".
         result = await session.execute(
-            update(VectorStoreState).where(VectorStoreState.id == 1).values(**values)
+            update(VectorStoreState)
+            .where(VectorStoreState.id == 1)
+            .values(revision=VectorStoreState.revision + 1)
         )
         if getattr(result, "rowcount", 0) == 0:
+            await session.execute(insert(VectorStoreState).values(id=1, revision=1, deletions=0))
+
+    async def _delete_ids(self, session: AsyncSession, ids: list[str]) -> None:
+        result = await session.execute(delete(VectorEntry).where(VectorEntry.chunk_id.in_(ids)))
+        if getattr(result, "rowcount", 0):  # readers must drop rows: a full reload
             await session.execute(
-                insert(VectorStoreState).values(id=1, revision=1, deletions=int(deleted))
+                update(VectorStoreState)
+                .where(VectorStoreState.id == 1)
+                .values(deletions=VectorStoreState.deletions + 1)
             )
 
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
@@ -198,95 +257,89 @@ class LocalVectorStore:
             }
             for r in records
         ]
-        ids = [r.id for r in records]
         async with self._sessions.begin() as session:
-            await self._bump(session, deleted=True)
-            await session.execute(delete(VectorEntry).where(VectorEntry.chunk_id.in_(ids)))
+            await self._begin_write(session)
+            await self._delete_ids(session, [r.id for r in records])
             await session.execute(insert(VectorEntry), rows)
 
     async def delete(self, ids: Sequence[str]) -> None:
         if not ids:
             return
         async with self._sessions.begin() as session:
-            await self._bump(session, deleted=True)
-            await session.execute(delete(VectorEntry).where(VectorEntry.chunk_id.in_(list(ids))))
+            await self._begin_write(session)
+            await self._delete_ids(session, list(ids))
 
-    async def _refresh(self) -> _Index:
-        async with self._sessions() as session:
-            state = (
-                await session.execute(
-                    select(VectorStoreState.revision, VectorStoreState.deletions).where(
-                        VectorStoreState.id == 1
-                    )
+    async def _refresh(self, session: AsyncSession) -> _Index:
+        state = (
+            await session.execute(
+                select(VectorStoreState.revision, VectorStoreState.deletions).where(
+                    VectorStoreState.id == 1
                 )
-            ).one_or_none()
-            revision, deletions = (state.revision, state.deletions) if state else (0, 0)
+            )
+        ).one_or_none()
+        revision, deletions = (state.revision, state.deletions) if state else (0, 0)
+        if revision == self._index.revision:
+            return self._index
+        async with self._refresh_lock:  # one loader; the others then find it done
             index = self._index
             if revision == index.revision:
                 return index
-            async with self._refresh_lock:
-                index = self._index
-                if revision == index.revision:
-                    return index
-                full = deletions != index.deletions or index.matrix is None
-                after = 0 if full else index.max_seq
-                rows = (
-                    await session.execute(
-                        select(VectorEntry.seq, VectorEntry.owner_id, VectorEntry.embedding)
-                        .where(VectorEntry.seq > after)
-                        .order_by(VectorEntry.seq)
-                    )
-                ).all()
-        new = await asyncio.to_thread(self._merge, index, rows, full, revision, deletions)
-        self._index = new
-        return new
+            full = deletions != index.deletions
+            rows = (
+                await session.execute(
+                    select(VectorEntry.seq, VectorEntry.owner_id, VectorEntry.embedding)
+                    .where(VectorEntry.seq > (0 if full else index.max_seq))
+                    .order_by(VectorEntry.seq)
+                )
+            ).all()
+            base = _Index() if full else index
+            self._index = await asyncio.to_thread(self._merge, base, rows, revision, deletions)
+            return self._index
 
     @staticmethod
-    def _merge(
-        index: _Index, rows: Sequence[Any], full: bool, revision: int, deletions: int
-    ) -> _Index:
-        seqs = np.fromiter((r.seq for r in rows), dtype=np.int64, count=len(rows))
-        owners = np.fromiter(
-            (SHARED_OWNER if r.owner_id is None else r.owner_id for r in rows),
-            dtype=np.int64,
-            count=len(rows),
-        )
-        blob = b"".join(r.embedding for r in rows)
-        matrix = np.frombuffer(blob, dtype=np.float32)
+    def _merge(base: _Index, rows: Sequence[Any], revision: int, deletions: int) -> _Index:
+        blocks = dict(base.blocks)
         if rows:
-            matrix = matrix.reshape(len(rows), -1)
-        previous = index if not full else None
-        if previous and previous.matrix is not None and previous.seqs is not None:
-            assert previous.owners is not None
-            if rows:
-                matrix = np.concatenate([previous.matrix, matrix])
-                seqs = np.concatenate([previous.seqs, seqs])
-                owners = np.concatenate([previous.owners, owners])
-            else:
-                matrix, seqs, owners = previous.matrix, previous.seqs, previous.owners
-        max_seq = int(seqs[-1]) if len(seqs) else 0
-        return _Index(revision, deletions, max_seq, matrix if len(seqs) else None, seqs, owners)
+            dimension = len(rows[0].embedding) // 4
+            matrix = np.empty((len(rows), dimension), dtype=np.float32)
+            seqs = np.empty(len(rows), dtype=np.int64)
+            owners = np.empty(len(rows), dtype=np.int64)
+            for i, row in enumerate(rows):
+                matrix[i] = np.frombuffer(row.embedding, dtype=np.float32)
+                seqs[i] = row.seq
+                owners[i] = SHARED_OWNER if row.owner_id is None else row.owner_id
+            order = np.argsort(owners, kind="stable")
+            sorted_owners = owners[order]
+            starts = np.flatnonzero(np.r_[True, sorted_owners[1:] != sorted_owners[:-1]])
+            for start, end in zip(starts, [*starts[1:], len(order)], strict=True):
+                picked = order[start:end]
+                owner = int(sorted_owners[start])
+                block = _Block(matrix[picked], seqs[picked])
+                if (old := blocks.get(owner)) is not None:
+                    block = _Block(
+                        np.concatenate([old.matrix, block.matrix]),
+                        np.concatenate([old.seqs, block.seqs]),
+                    )
+                blocks[owner] = block
+        max_seq = int(rows[-1].seq) if rows else base.max_seq
+        return _Index(revision, deletions, max_seq, blocks)
 
     @staticmethod
     def _search(index: _Index, vector: Vector, top_k: int, user_id: int) -> list[tuple[int, float]]:
-        if index.matrix is None or index.seqs is None or index.owners is None:
-            return []
-        scores = index.matrix @ np.asarray(vector, dtype=np.float32)
-        visible = (index.owners == user_id) | (index.owners == SHARED_OWNER)
-        scores = np.where(visible, scores, -np.inf)
-        k = min(top_k, int(visible.sum()))
-        if k == 0:
-            return []
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top])]
-        return [(int(index.seqs[i]), float(scores[i])) for i in top]
+        vector = np.asarray(vector, dtype=np.float32)
+        hits: list[tuple[int, float]] = []
+        for owner in {user_id, SHARED_OWNER}:
+            if (block := index.blocks.get(owner)) is not None:
+                hits.extend(_top(block, vector, top_k))
+        hits.sort(key=lambda hit: hit[1], reverse=True)
+        return hits[:top_k]
 
     async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
-        index = await self._refresh()
-        hits = await asyncio.to_thread(self._search, index, vector, top_k, user_id)
-        if not hits:
-            return []
         async with self._sessions() as session:
+            index = await self._refresh(session)
+            hits = await asyncio.to_thread(self._search, index, vector, top_k, user_id)
+            if not hits:
+                return []
             rows = (
                 await session.execute(
                     select(
