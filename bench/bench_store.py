@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import create_sessionmaker
 from app.rag.backends.local import SHARED_OWNER, LocalVectorStore, VectorStoreState
 from app.rag.protocols import ChunkRecord, Matrix, Vector
 from bench import corpus
@@ -93,14 +92,6 @@ class OwnerGrouped:
         return [int(self.rows[positions[i]]) for i in top[np.argsort(-scores[top])]]
 
 
-def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    """The app's SQLite pragmas (app.db), for the engine built here without pool_pre_ping."""
-    cursor = dbapi_conn.cursor()
-    for pragma in ("busy_timeout=15000", "journal_mode=WAL", "synchronous=NORMAL"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
-
-
 async def round_trips(
     sessions: async_sessionmaker[AsyncSession], count: int = 100
 ) -> dict[str, float]:
@@ -165,15 +156,8 @@ async def bench_size(workdir: Path, size: int, queries: int, seed: int) -> dict[
         out["matrix_mb"] = matrix.nbytes / 2**20
         await reader.query(probe[1], top_k=TOP_K, user_id=2)  # warm
 
-        # What one database round trip costs (the store makes two per query), with the app's
-        # engine and with the same engine minus pool_pre_ping.
+        # What one database session costs: the floor under each query (one session per query).
         out["db_round_trip"] = await round_trips(db.sessions)
-        plain = create_async_engine(
-            db.settings.database_url, pool_pre_ping=False, connect_args={"timeout": 0}
-        )
-        event.listen(plain.sync_engine, "connect", sqlite_pragmas)
-        out["db_round_trip_no_pre_ping"] = await round_trips(create_sessionmaker(plain))
-        await plain.dispose()
 
         grouped = OwnerGrouped.build(matrix, owners)
         store_s: list[float] = []
@@ -247,7 +231,6 @@ async def run(quick: bool) -> Result:
     for m in per_size:
         size, store, base, visible = m["size"], m["store"], m["numpy"], m["numpy_visible"]
         grouped, trip = m["numpy_grouped"], m["db_round_trip"]
-        trip_plain = m["db_round_trip_no_pre_ping"]
         label = f"{size // 1000}k"
         ratio = store["p50_ms"] / base["p50_ms"]
         result.metrics |= {
@@ -259,7 +242,6 @@ async def run(quick: bool) -> Result:
             f"{label}_numpy_owner_grouped_p50_ms": grouped["p50_ms"],
             f"{label}_numpy_owner_grouped_p95_ms": grouped["p95_ms"],
             f"{label}_db_round_trip_p50_ms": trip["p50_ms"],
-            f"{label}_db_round_trip_no_pre_ping_p50_ms": trip_plain["p50_ms"],
             f"{label}_ratio_p50": ratio,
             f"{label}_cold_query_ms": m["cold_query_ms"],
             f"{label}_query_after_write_ms": m["query_after_write_ms"],
@@ -285,13 +267,12 @@ async def run(quick: bool) -> Result:
         result.row(f"{label} ratio store/numpy (p50)", f"{ratio:.1f}x")
         result.row(
             f"{label} owner-grouped numpy",
-            f"{grouped['p50_ms']:.2f} / {grouped['p95_ms']:.2f} ms (suggested layout: "
-            "multiply only the user's and the shared rows)",
+            f"{grouped['p50_ms']:.2f} / {grouped['p95_ms']:.2f} ms (the store's layout: "
+            "only the user's and the shared rows)",
         )
         result.row(
             f"{label} one DB session + SELECT",
-            f"{trip['p50_ms']:.2f} ms p50, {trip_plain['p50_ms']:.2f} ms without pool_pre_ping "
-            "(the store makes 2 per query)",
+            f"{trip['p50_ms']:.2f} ms p50 (the store opens one per query)",
         )
         result.row(
             f"{label} cold first query",
