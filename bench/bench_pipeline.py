@@ -15,38 +15,25 @@ import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
 
 import httpx
 import numpy as np
-from fastapi import FastAPI
 from sqlalchemy import func, select
-from starlette.types import Receive, Scope, Send
 
 from app.chat.models import ChatMessage
 from app.chat.service import ChatService
-from app.lifespan import State
 from app.main import create_app
 from app.rag.pipeline import PipelineConfig, RagPipeline
 from app.rag.protocols import ChunkRecord, GenerationRequest, Matrix, ScoredChunk, Vector
+from app.testing import running_app
 from bench import corpus
-from bench.harness import Result, cli, fresh_database
+from bench.harness import UNUSED_REMOTE_BACKENDS, Result, cli, fresh_database
 
 DIMENSION = 384
 QUESTION = "How does the billing service handle late deliveries in the Lisbon office?"
 ANSWER = "The billing service forwards late deliveries to the duty manager every Monday [1]."
 SCORES = (0.82, 0.74, 0.61)
-# The HTTP app is built with remote backends that are never called (their constructors make
-# no request), so the lifespan does not load the local model; the fakes replace them.
-UNUSED_REMOTE_BACKENDS: dict[str, Any] = {
-    "embedding_backend": "huggingface",
-    "embedding_url": "http://127.0.0.1:9/embed",
-    "llm_backend": "huggingface",
-    "llm_base_url": "http://127.0.0.1:9/v1",
-    "vector_store": "local",
-}
 
 
 class InstantEmbedder:
@@ -119,22 +106,6 @@ async def interleaved(
         for name in names[n % len(names) :] + names[: n % len(names)]:
             timings[name].append(await per_turn_us(candidates[name], turns))
     return timings
-
-
-@asynccontextmanager
-async def running_app(app: FastAPI) -> AsyncIterator[tuple[httpx.AsyncClient, State]]:
-    """The lifespan, and an httpx client over ASGI with the state in every request scope,
-    as uvicorn does (the same as tests/conftest.py `running_app`)."""
-    async with app.router.lifespan_context(app) as lifespan_state:
-        assert lifespan_state is not None
-        state = cast(State, lifespan_state)
-
-        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
-            await app({**scope, "state": dict(state)}, receive, send)
-
-        transport = httpx.ASGITransport(app=with_state)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client, state
 
 
 async def logged_in(client: httpx.AsyncClient) -> tuple[int, dict[str, str]]:

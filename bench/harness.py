@@ -26,6 +26,17 @@ from app.models import Base
 BENCH_SECRET = "bench-secret-key-that-is-long-enough-0123456789"
 
 
+# Remote backends that are never called (their constructors make no request): an app built
+# with them starts without loading the local model, for benchmarks that swap in their own.
+UNUSED_REMOTE_BACKENDS: dict[str, Any] = {
+    "embedding_backend": "huggingface",
+    "embedding_url": "http://127.0.0.1:9/embed",
+    "llm_backend": "huggingface",
+    "llm_base_url": "http://127.0.0.1:9/v1",
+    "vector_store": "local",
+}
+
+
 def bench_settings(database_url: str, **overrides: Any) -> Settings:
     """Test-like settings (cheap password hashing, no scheduler, embedded backends)."""
     values: dict[str, Any] = {

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.harness import machine, write_json
 
-BENCHMARKS = ("ingest", "store", "pipeline")
+BENCHMARKS = ("ingest", "store", "pipeline", "auth")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 # Bounds on one benchmark process; the full run normally takes about two minutes.

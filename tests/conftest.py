@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.types import Receive, Scope, Send
 
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.lifespan import State
 from app.main import create_app
 from app.models import Base
+from app.testing import running_app
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -71,22 +70,6 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
     engine = create_engine(make_settings(database_url))
     yield create_sessionmaker(engine)
     await engine.dispose()
-
-
-@asynccontextmanager
-async def running_app(
-    app: FastAPI, *, raise_app_exceptions: bool = True
-) -> AsyncIterator[tuple[httpx.AsyncClient, State]]:
-    """Run the app's lifespan and give an httpx client over ASGI, as uvicorn would serve it."""
-    async with app.router.lifespan_context(app) as state:
-
-        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
-            # uvicorn copies the lifespan state into every request scope; so do we.
-            await app({**scope, "state": dict(state or {})}, receive, send)
-
-        transport = httpx.ASGITransport(app=with_state, raise_app_exceptions=raise_app_exceptions)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client, state  # type: ignore[misc]
 
 
 AppFactory = Callable[..., AbstractAsyncContextManager[tuple[httpx.AsyncClient, State]]]

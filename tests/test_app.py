@@ -3,7 +3,8 @@ from __future__ import annotations
 import httpx
 
 from app.main import create_app
-from tests.conftest import make_settings, new_user, running_app
+from app.testing import running_app
+from tests.conftest import make_settings, new_user
 
 
 async def test_docs_page_loads_bundled_assets_only(client: httpx.AsyncClient) -> None:
