@@ -8,7 +8,6 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from datetime import timedelta
 from typing import TypedDict
 
-from app.documents.ingestion import IngestionService
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -17,6 +16,7 @@ from app.auth.security import PasswordHasher, TokenCodec
 from app.chat.retention import JOB_NAME, purge_old_messages
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
+from app.documents.ingestion import IngestionService
 from app.rag.factory import build_backends
 from app.rag.pipeline import RagPipeline
 from app.rag.protocols import Embedder, Generator, VectorStore

@@ -4,13 +4,34 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import cast
+from typing import Any, cast
 
 import httpx
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from app.config import Settings
 from app.lifespan import State
+
+
+def isolated_settings(database_url: str, secret_key: str, **overrides: Any) -> Settings:
+    """Settings for tests and benchmarks: embedded backends whatever the environment holds,
+    cheap password hashing, no scheduler, and no `.env` file."""
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "secret_key": secret_key,
+        "password_hash_time_cost": 1,
+        "password_hash_memory_kib": 8,
+        "scheduler_enabled": False,
+        "embedding_backend": "local",
+        "vector_store": "local",
+        "llm_backend": "extractive",
+        "huggingface_api_key": None,
+        "pinecone_api_key": None,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)
 
 
 @asynccontextmanager

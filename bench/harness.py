@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.models import Base
+from app.testing import isolated_settings
 
 BENCH_SECRET = "bench-secret-key-that-is-long-enough-0123456789"
 
@@ -39,22 +40,7 @@ UNUSED_REMOTE_BACKENDS: dict[str, Any] = {
 
 def bench_settings(database_url: str, **overrides: Any) -> Settings:
     """Test-like settings (cheap password hashing, no scheduler, embedded backends)."""
-    values: dict[str, Any] = {
-        "environment": "test",
-        "log_level": "WARNING",
-        "database_url": database_url,
-        "secret_key": BENCH_SECRET,
-        "password_hash_time_cost": 1,
-        "password_hash_memory_kib": 8,
-        "scheduler_enabled": False,
-        "embedding_backend": "local",
-        "vector_store": "local",
-        "llm_backend": "extractive",
-        "huggingface_api_key": None,
-        "pinecone_api_key": None,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)
+    return isolated_settings(database_url, BENCH_SECRET, log_level="WARNING", **overrides)
 
 
 @dataclass(frozen=True, slots=True)

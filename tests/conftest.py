@@ -19,7 +19,7 @@ from app.db import create_engine, create_sessionmaker
 from app.lifespan import State
 from app.main import create_app
 from app.models import Base
-from app.testing import running_app
+from app.testing import isolated_settings, running_app
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -27,21 +27,7 @@ _pg_schema_ready = False
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "environment": "test",
-        "database_url": database_url,
-        "secret_key": TEST_SECRET,
-        "password_hash_time_cost": 1,
-        "password_hash_memory_kib": 8,
-        "scheduler_enabled": False,
-        "embedding_backend": "local",
-        "vector_store": "local",
-        "llm_backend": "extractive",
-        "huggingface_api_key": None,
-        "pinecone_api_key": None,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)
+    return isolated_settings(database_url, TEST_SECRET, **overrides)
 
 
 async def _reset_database(url: str) -> None:
