@@ -10,6 +10,8 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY app ./app
+# The project itself, with the ranges of pyproject.toml (torch is already satisfied).
+# hadolint ignore=DL3013
 RUN pip install '.[local]'
 
 FROM python:3.11-slim AS runtime
@@ -20,13 +22,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     DATABASE_URL=sqlite+aiosqlite:////data/chatbot.db \
     FORWARDED_ALLOW_IPS=127.0.0.1 \
     HF_HOME=/tmp/hf
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin chatbot \
-    && mkdir -p /data && chown chatbot:chatbot /data
+RUN groupadd --gid 10001 chatbot \
+    && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin chatbot \
+    && mkdir -p /data && chown 10001:10001 /data
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv
 COPY alembic.ini ./
 COPY migrations ./migrations
-USER chatbot
+USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
