@@ -28,7 +28,12 @@ class Environment(StrEnum):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        # Validation errors must not print what they were given: it may be a secret.
+        hide_input_in_errors=True,
     )
 
     environment: Environment = Environment.DEVELOPMENT

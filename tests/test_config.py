@@ -82,3 +82,9 @@ def test_env_example_as_is_selects_embedded_defaults(monkeypatch: pytest.MonkeyP
     assert settings.resolved_embedding_backend == "local"
     assert settings.resolved_vector_store == "local"
     assert settings.resolved_llm_backend == "extractive"
+
+
+def test_invalid_settings_error_does_not_echo_the_secret() -> None:
+    with pytest.raises(ValidationError) as caught:
+        _settings(environment="production", secret_key="weak-but-private")
+    assert "weak-but-private" not in str(caught.value)
