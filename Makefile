@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_INSTALL ?= torch==2.13.0
 PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: setup run test test-pg lint format bench clean
+.PHONY: setup run test test-pg lint format bench load clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,10 @@ format: setup
 
 bench: setup
 	$(BIN)/python -m bench.run
+
+# Needs Debian's nginx and wrk; bounded to about a minute, 127.0.0.1 only.
+load: setup
+	bash bench/load/run.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
