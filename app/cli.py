@@ -160,8 +160,8 @@ async def _ingest(settings: Settings, paths: Sequence[str]) -> tuple[int, int, i
     from tqdm import tqdm
 
     from app.documents.extraction import content_type_for, extract_text
-    from app.documents.ingestion import IngestionService, NewDocument
     from app.documents.models import DocumentStatus
+    from app.documents.service import DocumentService, NewDocument
     from app.errors import AppError
     from app.rag.factory import build_embedder, build_store
 
@@ -173,7 +173,7 @@ async def _ingest(settings: Settings, paths: Sequence[str]) -> tuple[int, int, i
         stack.push_async_callback(embedder.aclose)
         store = await build_store(settings, sessions)
         stack.push_async_callback(store.aclose)
-        service = IngestionService(sessions, embedder, store, settings)
+        service = DocumentService(sessions, embedder, store, settings)
         bar = tqdm(total=len(files), unit="file", desc="ingest", file=sys.stderr)
         chunks_done = 0
         started = time.perf_counter()

@@ -16,7 +16,7 @@ from app.auth.security import PasswordHasher, TokenCodec
 from app.chat.retention import JOB_NAME, purge_old_messages
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
-from app.documents.ingestion import IngestionService
+from app.documents.service import DocumentService
 from app.rag.factory import build_backends
 from app.rag.pipeline import RagPipeline
 from app.rag.protocols import Embedder, Generator, VectorStore
@@ -35,7 +35,7 @@ class State(TypedDict):
     store: VectorStore
     generator: Generator
     pipeline: RagPipeline
-    ingestion: IngestionService
+    documents: DocumentService
     scheduler: AsyncIOScheduler | None
 
 
@@ -76,9 +76,9 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             stack.push_async_callback(engine.dispose)
             sessions = create_sessionmaker(engine)
             rag = await build_backends(settings, sessions, stack)
-            ingestion = IngestionService(sessions, rag.embedder, rag.store, settings)
-            stack.push_async_callback(ingestion.aclose)
-            await ingestion.resume_interrupted()
+            documents = DocumentService(sessions, rag.embedder, rag.store, settings)
+            stack.push_async_callback(documents.aclose)
+            await documents.resume_interrupted()
             scheduler = None
             if settings.scheduler_enabled:
                 scheduler = await start_retention(settings, sessions)
@@ -94,7 +94,7 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
                 store=rag.store,
                 generator=rag.generator,
                 pipeline=rag.pipeline,
-                ingestion=ingestion,
+                documents=documents,
                 scheduler=scheduler,
             )
             logger.info("shutting down")

@@ -1,4 +1,4 @@
-"""Ingestion throughput: the real IngestionService (chunking, local embedder, LocalVectorStore
+"""Ingestion throughput: the real DocumentService (chunking, local embedder, LocalVectorStore
 upserts and document status writes on a fresh SQLite file) versus `SentenceTransformer.encode`
 of the same chunks with the same batch size, in the same run. Each document is ingested right
 next to the raw encode of its chunks (order alternating), and the ratio is the median over
@@ -21,8 +21,8 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.documents.chunking import chunk_text
-from app.documents.ingestion import EMBED_BATCH, IngestionService, NewDocument
 from app.documents.models import DocumentStatus
+from app.documents.service import EMBED_BATCH, DocumentService, NewDocument
 from app.rag.backends.local import LocalEmbedder, LocalVectorStore, resolve_model_path
 from app.rag.protocols import ChunkRecord, Matrix
 from bench import corpus
@@ -114,7 +114,7 @@ async def ingest_paired(
     async with fresh_database(path) as db:
         timed = TimedEmbedder(embedder)
         store = TimedStore(db.sessions)
-        service = IngestionService(db.sessions, timed, store, db.settings)
+        service = DocumentService(db.sessions, timed, store, db.settings)
         for n, ((title, text), chunks) in enumerate(zip(documents, document_chunks, strict=True)):
             raw_first = (n % 2 == 0) != flip
             if raw_first:
@@ -215,7 +215,7 @@ async def run(quick: bool) -> Result:
 
     result = Result(
         name="ingest",
-        description="IngestionService (chunk + embed + SQLite upsert) vs raw encode",
+        description="DocumentService (chunk + embed + SQLite upsert) vs raw encode",
         params={
             "documents": document_count,
             "chunks": len(chunks),
@@ -248,7 +248,7 @@ async def run(quick: bool) -> Result:
         f"{np.mean(tokens):.0f} model tokens/chunk on average (max {max(tokens)})",
     )
     result.row("raw encode (baseline)", f"{raw_rate:6.1f} chunks/s  ({raw_seconds:.2f} s)")
-    result.row("IngestionService.add", f"{pipeline_rate:6.1f} chunks/s  ({pipeline_seconds:.2f} s)")
+    result.row("DocumentService.add", f"{pipeline_rate:6.1f} chunks/s  ({pipeline_seconds:.2f} s)")
     result.row(
         "  of which",
         f"embed {breakdown.embed_seconds:.2f} s ({embed_overhead:.2f}x raw), "

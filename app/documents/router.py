@@ -12,10 +12,9 @@ from app.auth.dependencies import CurrentUser
 from app.auth.models import User
 from app.deps import StateDep
 from app.documents.extraction import content_type_for, extract_text
-from app.documents.ingestion import IngestionService, NewDocument
 from app.documents.models import Document
-from app.documents.repository import DocumentRepository
 from app.documents.schemas import DocumentCreate, DocumentRead
+from app.documents.service import DocumentService, NewDocument
 from app.errors import (
     InvalidInput,
     NotAuthenticated,
@@ -58,20 +57,17 @@ _UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-def get_ingestion(state: StateDep) -> IngestionService:
-    return state["ingestion"]
+def get_documents(state: StateDep) -> DocumentService:
+    return state["documents"]
 
 
-IngestionDep = Annotated[IngestionService, Depends(get_ingestion)]
+DocumentServiceDep = Annotated[DocumentService, Depends(get_documents)]
 
 
-async def visible_document(document_id: int, user: CurrentUser, state: StateDep) -> Document:
-    """The document if the user may see it; 404 otherwise (existence is not revealed)."""
-    async with state["sessions"]() as session:
-        document = await DocumentRepository(session).get(document_id)
-    if document is None or not (document.shared or document.owner_id == user.id):
-        raise NotFound("Document not found.")
-    return document
+async def visible_document(
+    document_id: int, user: CurrentUser, service: DocumentServiceDep
+) -> Document:
+    return await service.get_visible(document_id, user.id)
 
 
 VisibleDocument = Annotated[Document, Depends(visible_document)]
@@ -134,7 +130,7 @@ async def _read_multipart(request: Request, limit: int) -> NewDocument:
     },
 )
 async def create_document(
-    request: Request, response: Response, user: CurrentUser, service: IngestionDep
+    request: Request, response: Response, user: CurrentUser, service: DocumentServiceDep
 ) -> DocumentRead:
     """Add a document, as JSON `{"title", "content"}` or a multipart `file` upload.
 
@@ -161,11 +157,9 @@ async def create_document(
 
 
 @router.get("/", response_model=list[DocumentRead], responses=error_responses(NotAuthenticated))
-async def list_documents(user: CurrentUser, state: StateDep) -> list[DocumentRead]:
+async def list_documents(user: CurrentUser, service: DocumentServiceDep) -> list[DocumentRead]:
     """Your documents and the shared ones."""
-    async with state["sessions"]() as session:
-        documents = await DocumentRepository(session).visible_to(user.id)
-    return [DocumentRead.model_validate(d) for d in documents]
+    return [DocumentRead.model_validate(d) for d in await service.visible_to(user.id)]
 
 
 @router.get(
@@ -187,7 +181,7 @@ def _may_delete(user: User, document: Document) -> bool:
     responses=error_responses(NotAuthenticated, PermissionDenied, NotFound, UpstreamUnavailable),
 )
 async def delete_document(
-    document: VisibleDocument, user: CurrentUser, service: IngestionDep
+    document: VisibleDocument, user: CurrentUser, service: DocumentServiceDep
 ) -> Response:
     """Delete a document and its vectors."""
     if not _may_delete(user, document):

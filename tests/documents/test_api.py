@@ -248,7 +248,7 @@ async def test_large_document_is_processed_in_background(app_factory: AppFactory
         )
         assert response.status_code == 201
         assert response.json()["status"] == "processing"
-        await state["ingestion"].wait_idle()
+        await state["documents"].wait_idle()
         done = await client.get(f"/api/documents/{response.json()['id']}/", headers=headers)
         assert done.json()["status"] == "ready"
         assert done.json()["chunks"] == await _vector_count(state) > 2

@@ -5,8 +5,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import User
 from app.db import utcnow
-from app.documents.ingestion import content_hash
 from app.documents.models import Document, DocumentStatus
+from app.documents.service import content_hash
 from tests.conftest import AppFactory, login_headers, signup
 
 CONTENT = "The Brennic ferry leaves the harbour at seven. It returns at noon on weekdays."
@@ -41,7 +41,7 @@ async def test_startup_resumes_interrupted_ingestion(
         owner = (await session.execute(select(User.id))).scalar_one()
     doc_id = await _interrupted_document(sessions, owner)
     async with app_factory() as (client, state):
-        await state["ingestion"].wait_idle()
+        await state["documents"].wait_idle()
         headers = await login_headers(client)
         document = (await client.get(f"/api/documents/{doc_id}/", headers=headers)).json()
         assert document["status"] == "ready"
@@ -63,7 +63,7 @@ async def test_document_deleted_during_background_ingestion_leaves_no_vectors(
         assert created.json()["status"] == "processing"
         deleted = await client.delete(f"/api/documents/{created.json()['id']}/", headers=headers)
         assert deleted.status_code == 204
-        await state["ingestion"].wait_idle()
+        await state["documents"].wait_idle()
         store = state["store"]
         assert (
             await store.query((await state["embedder"].embed([CONTENT]))[0], top_k=5, user_id=1)

@@ -1,4 +1,5 @@
-"""Document ingestion: chunk, embed in batches, upsert in batches, track status.
+"""Documents: ingestion (chunk, embed in batches, upsert in batches, track status), access
+and removal.
 
 Small documents are indexed inside the request; big ones in a background task, with the
 document's `status` showing progress. A document left `processing` by a restart is picked up
@@ -21,7 +22,7 @@ from app.db import utcnow
 from app.documents.chunking import chunk_text
 from app.documents.models import Document, DocumentStatus, chunk_id
 from app.documents.repository import DocumentRepository
-from app.errors import AppError
+from app.errors import AppError, NotFound
 from app.rag.protocols import ChunkRecord, Embedder, VectorStore
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ class NewDocument:
 Progress = Callable[[int], None]
 
 
-class IngestionService:
-    """Adds documents to the knowledge base and removes them."""
+class DocumentService:
+    """Adds documents to the knowledge base, finds the ones a user may see, removes them."""
 
     def __init__(
         self,
@@ -204,6 +205,19 @@ class IngestionService:
         """Wait for the background work queued so far (tests, the CLI)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def visible_to(self, user_id: int) -> Sequence[Document]:
+        """The user's own documents and the shared ones."""
+        async with self.sessions() as session:
+            return await DocumentRepository(session).visible_to(user_id)
+
+    async def get_visible(self, document_id: int, user_id: int) -> Document:
+        """The document if the user may see it; NotFound otherwise (existence is not revealed)."""
+        async with self.sessions() as session:
+            document = await DocumentRepository(session).get(document_id)
+        if document is None or not (document.shared or document.owner_id == user_id):
+            raise NotFound("Document not found.")
+        return document
 
     async def remove(self, document: Document) -> None:
         """Delete the document and its vectors (vectors first: no orphan survives a crash)."""
