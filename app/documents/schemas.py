@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 
@@ -12,6 +12,13 @@ class DocumentCreate(BaseModel):
     title: Title
     content: str = Field(min_length=1)
     shared: bool = Field(default=False, description="Visible to every user (admins only)")
+
+    @field_validator("content")
+    @classmethod
+    def _has_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("The document contains no text.")
+        return value
 
 
 class DocumentRead(BaseModel):

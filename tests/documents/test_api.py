@@ -149,6 +149,15 @@ async def test_upload_non_utf8_text_is_422(client: httpx.AsyncClient) -> None:
     assert response.status_code == 422
 
 
+async def test_create_json_blank_content_is_422(client: httpx.AsyncClient) -> None:
+    headers = await new_user(client)
+    response = await client.post(
+        "/api/documents/", json={"title": "x", "content": "  \n\t "}, headers=headers
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "content"]
+
+
 async def test_create_json_missing_content_is_422(client: httpx.AsyncClient) -> None:
     headers = await new_user(client)
     response = await client.post("/api/documents/", json={"title": "x"}, headers=headers)
