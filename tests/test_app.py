@@ -25,6 +25,8 @@ async def test_openapi_documents_bearer_auth_and_errors(client: httpx.AsyncClien
     assert {"/api/signup/", "/api/login/", "/api/chat-history/", "/api/documents/"} <= set(
         spec["paths"]
     )
+    validation = spec["components"]["schemas"]["HTTPValidationError"]
+    assert validation["required"] == ["error", "detail"]
     upload = spec["paths"]["/api/documents/"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(upload)
 
