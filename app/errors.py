@@ -34,6 +34,14 @@ class AppError(Exception):
         super().__init__(self.detail)
 
 
+class MalformedBody(AppError):
+    """Documents the 400 that FastAPI returns for a body it cannot decode (e.g. not UTF-8)."""
+
+    status_code = 400
+    code = "bad_request"
+    default_detail = "There was an error parsing the body"
+
+
 class NotAuthenticated(AppError):
     status_code = 401
     code = "not_authenticated"

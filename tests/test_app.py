@@ -61,3 +61,13 @@ async def test_unexpected_error_is_generic_500(database_url: str) -> None:
         assert response.status_code == 500
         assert response.json() == {"error": "internal_error", "detail": "Internal server error."}
         assert "secret internal detail" not in response.text
+
+
+async def test_body_not_utf8_is_documented_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/signup/", content=b"\xc3\x28", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"
+    spec = (await client.get("/openapi.json")).json()
+    assert "400" in spec["paths"]["/api/signup/"]["post"]["responses"]

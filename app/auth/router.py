@@ -15,7 +15,13 @@ from app.auth.schemas import (
     UserCreate,
     UserRead,
 )
-from app.errors import EmailTaken, InvalidCredentials, NotAuthenticated, error_responses
+from app.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    MalformedBody,
+    NotAuthenticated,
+    error_responses,
+)
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
@@ -24,7 +30,7 @@ router = APIRouter(prefix="/api", tags=["auth"])
     "/signup/",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
-    responses=error_responses(EmailTaken),
+    responses=error_responses(MalformedBody, EmailTaken),
 )
 async def signup(body: UserCreate, service: AuthServiceDep) -> UserRead:
     """Create an account. Emails are unique regardless of case."""
@@ -32,7 +38,11 @@ async def signup(body: UserCreate, service: AuthServiceDep) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.post("/login/", response_model=TokenPair, responses=error_responses(InvalidCredentials))
+@router.post(
+    "/login/",
+    response_model=TokenPair,
+    responses=error_responses(MalformedBody, InvalidCredentials),
+)
 async def login(body: LoginRequest, service: AuthServiceDep) -> TokenPair:
     """Exchange email and password for an access and a refresh token."""
     user = await service.authenticate(body.email, body.password)
@@ -40,7 +50,9 @@ async def login(body: LoginRequest, service: AuthServiceDep) -> TokenPair:
 
 
 @router.post(
-    "/token/refresh/", response_model=RefreshedTokens, responses=error_responses(NotAuthenticated)
+    "/token/refresh/",
+    response_model=RefreshedTokens,
+    responses=error_responses(MalformedBody, NotAuthenticated),
 )
 async def refresh(body: RefreshRequest, service: AuthServiceDep) -> RefreshedTokens:
     """Rotate a refresh token: it is spent, and a new pair is returned."""
@@ -48,7 +60,11 @@ async def refresh(body: RefreshRequest, service: AuthServiceDep) -> RefreshedTok
     return RefreshedTokens(access=pair.access, refresh=pair.refresh)
 
 
-@router.post("/token/", response_model=OAuth2Token, responses=error_responses(InvalidCredentials))
+@router.post(
+    "/token/",
+    response_model=OAuth2Token,
+    responses=error_responses(MalformedBody, InvalidCredentials),
+)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], service: AuthServiceDep
 ) -> OAuth2Token:

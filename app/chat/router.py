@@ -8,9 +8,10 @@ from fastapi.responses import StreamingResponse
 from app.auth.dependencies import CurrentUser
 from app.chat.schemas import ChatRequest, ChatResponse, MessageRead, SourceRead
 from app.chat.service import ChatService
-from app.deps import StateDep
+from app.deps import MAX_ID, StateDep
 from app.errors import (
     InvalidInput,
+    MalformedBody,
     NotAuthenticated,
     UpstreamError,
     UpstreamTimeout,
@@ -36,7 +37,12 @@ ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
     "/chat/",
     response_model=ChatResponse,
     responses=error_responses(
-        NotAuthenticated, InvalidInput, UpstreamError, UpstreamUnavailable, UpstreamTimeout
+        MalformedBody,
+        NotAuthenticated,
+        InvalidInput,
+        UpstreamError,
+        UpstreamUnavailable,
+        UpstreamTimeout,
     ),
 )
 async def chat(body: ChatRequest, user: CurrentUser, service: ChatServiceDep) -> ChatResponse:
@@ -58,7 +64,12 @@ async def chat(body: ChatRequest, user: CurrentUser, service: ChatServiceDep) ->
             "(`{id, response}`) or `error` (`{error, detail}`).",
         },
         **error_responses(
-            NotAuthenticated, InvalidInput, UpstreamError, UpstreamUnavailable, UpstreamTimeout
+            MalformedBody,
+            NotAuthenticated,
+            InvalidInput,
+            UpstreamError,
+            UpstreamUnavailable,
+            UpstreamTimeout,
         ),
     },
 )
@@ -86,7 +97,7 @@ async def chat_history(
     state: StateDep,
     limit: Annotated[int | None, Query(ge=1, description="Newest messages to return")] = None,
     before: Annotated[
-        int | None, Query(ge=1, description="Only messages older than this id")
+        int | None, Query(ge=1, le=MAX_ID, description="Only messages older than this id")
     ] = None,
 ) -> list[MessageRead]:
     """The user's messages, oldest first: the newest `limit`, or those before `before`."""

@@ -3,20 +3,21 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from app.auth.dependencies import CurrentUser
 from app.auth.models import User
-from app.deps import StateDep
+from app.deps import MAX_ID, StateDep
 from app.documents.extraction import content_type_for, extract_text
 from app.documents.models import Document
 from app.documents.schemas import DocumentCreate, DocumentRead
 from app.documents.service import DocumentService, NewDocument
 from app.errors import (
     InvalidInput,
+    MalformedBody,
     NotAuthenticated,
     NotFound,
     PayloadTooLarge,
@@ -65,7 +66,9 @@ DocumentServiceDep = Annotated[DocumentService, Depends(get_documents)]
 
 
 async def visible_document(
-    document_id: int, user: CurrentUser, service: DocumentServiceDep
+    document_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    user: CurrentUser,
+    service: DocumentServiceDep,
 ) -> Document:
     return await service.get_visible(document_id, user.id)
 
@@ -119,6 +122,7 @@ async def _read_multipart(request: Request, limit: int) -> NewDocument:
     responses={
         200: {"model": DocumentRead, "description": "Same content uploaded before: unchanged"},
         **error_responses(
+            MalformedBody,
             NotAuthenticated,
             PermissionDenied,
             PayloadTooLarge,

@@ -134,7 +134,7 @@ async def test_history_limit_is_capped_at_maximum(app_factory: AppFactory) -> No
         assert len(capped.json()) == 3
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=abc", "before=-1"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=abc", "before=-1", f"before={2**70}"])
 async def test_history_bad_query_is_422(client: httpx.AsyncClient, query: str) -> None:
     headers = await new_user(client)
     assert (await client.get(f"/api/chat-history/?{query}", headers=headers)).status_code == 422

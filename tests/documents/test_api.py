@@ -238,6 +238,13 @@ async def test_delete_document_removes_vectors_and_answers(
     assert answer.json()["sources"] == []
 
 
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_document_id_out_of_range_is_422(client: httpx.AsyncClient, method: str) -> None:
+    headers = await new_user(client)
+    response = await client.request(method, f"/api/documents/{2**70}/", headers=headers)
+    assert response.status_code == 422
+
+
 @pytest.mark.parametrize("path", ["/api/documents/", "/api/documents/1/"])
 async def test_documents_without_token_is_401(client: httpx.AsyncClient, path: str) -> None:
     assert (await client.get(path)).status_code == 401
