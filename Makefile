@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_INSTALL ?= torch==2.13.0
 PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: setup run test test-pg lint format bench load clean
+.PHONY: setup run test test-pg lint format bench load fuzz clean
 
 setup: $(VENV)/.installed
 
@@ -44,6 +44,10 @@ bench: setup
 # Needs Debian's nginx and wrk; bounded to about a minute, 127.0.0.1 only.
 load: setup
 	bash bench/load/run.sh
+
+# schemathesis against our OpenAPI schema (in its own .venv-fuzz), 127.0.0.1 only.
+fuzz: setup
+	bash bench/fuzz/run.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
