@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.rag.backends import local
 from app.rag.backends.local import LocalVectorStore
 from app.rag.protocols import ChunkRecord
 
@@ -96,3 +98,15 @@ async def test_upsert_new_ids_loads_incrementally_without_full_reload(
     await reader.query(_unit(50), top_k=1, user_id=1)
     assert reader._index.deletions == 1
     assert len(reader._index.blocks[1].seqs) == 2
+
+
+async def test_load_in_pages_sees_every_row(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "LOAD_PAGE_ROWS", 4)
+    await LocalVectorStore(sessions).upsert([_record(n, owner=n % 3 or None) for n in range(23)])
+    reader = LocalVectorStore(sessions)
+    for n in range(23):
+        user = n % 3 or 1
+        assert (await reader.query(_unit(n), top_k=1, user_id=user))[0].id == f"c{n}"
+    assert sum(len(block.seqs) for block in reader._index.blocks.values()) == 23

@@ -203,6 +203,40 @@ class _Index:
     blocks: dict[int, _Block] = field(default_factory=dict)
 
 
+LOAD_PAGE_ROWS = 5_000
+
+
+@dataclass(slots=True)
+class _Loaded:
+    """Rows read from the table, in seq order, as arrays."""
+
+    seqs: Int64Array
+    owners: Int64Array
+    matrix: Matrix | None = None
+    filled: int = 0
+
+    @classmethod
+    def empty(cls, capacity: int) -> _Loaded:
+        return cls(np.empty(capacity, dtype=np.int64), np.empty(capacity, dtype=np.int64))
+
+    def add(self, rows: Sequence[Any]) -> None:
+        if self.matrix is None:
+            dimension = len(rows[0].embedding) // 4
+            self.matrix = np.empty((len(self.seqs), dimension), dtype=np.float32)
+        for row in rows:
+            i = self.filled
+            self.matrix[i] = np.frombuffer(row.embedding, dtype=np.float32)
+            self.seqs[i] = row.seq
+            self.owners[i] = SHARED_OWNER if row.owner_id is None else row.owner_id
+            self.filled += 1
+
+    def trimmed(self) -> _Loaded:
+        if self.filled == len(self.seqs):
+            return self
+        matrix = None if self.matrix is None else self.matrix[: self.filled]
+        return _Loaded(self.seqs[: self.filled], self.owners[: self.filled], matrix, self.filled)
+
+
 def _top(block: _Block, vector: Vector, k: int) -> list[tuple[int, float]]:
     scores = block.matrix @ vector
     k = min(k, len(scores))
@@ -285,43 +319,56 @@ class LocalVectorStore:
             if revision == index.revision:
                 return index
             full = deletions != index.deletions
-            rows = (
-                await session.execute(
-                    select(VectorEntry.seq, VectorEntry.owner_id, VectorEntry.embedding)
-                    .where(VectorEntry.seq > (0 if full else index.max_seq))
-                    .order_by(VectorEntry.seq)
-                )
-            ).all()
             base = _Index() if full else index
-            self._index = await asyncio.to_thread(self._merge, base, rows, revision, deletions)
+            loaded = await self._load(session, after=base.max_seq)
+            self._index = await asyncio.to_thread(self._merge, base, loaded, revision, deletions)
             return self._index
 
+    async def _load(self, session: AsyncSession, *, after: int) -> _Loaded:
+        """Rows with seq > `after`, read in pages straight into preallocated arrays (a full
+        load at 100k rows is ~150 MB of vectors: never hold them twice as Python objects)."""
+        count, last = (
+            await session.execute(
+                select(func.count(VectorEntry.seq), func.max(VectorEntry.seq)).where(
+                    VectorEntry.seq > after
+                )
+            )
+        ).one()
+        loaded = _Loaded.empty(count)
+        cursor = after
+        while count and loaded.filled < count:
+            page = (
+                await session.execute(
+                    select(VectorEntry.seq, VectorEntry.owner_id, VectorEntry.embedding)
+                    .where(VectorEntry.seq > cursor, VectorEntry.seq <= last)  # rows added
+                    .order_by(VectorEntry.seq)  # meanwhile come with the next refresh
+                    .limit(LOAD_PAGE_ROWS)
+                )
+            ).all()
+            if not page:
+                break  # rows deleted meanwhile: fewer than counted
+            await asyncio.to_thread(loaded.add, page)
+            cursor = page[-1].seq
+        return loaded.trimmed()
+
     @staticmethod
-    def _merge(base: _Index, rows: Sequence[Any], revision: int, deletions: int) -> _Index:
+    def _merge(base: _Index, loaded: _Loaded, revision: int, deletions: int) -> _Index:
         blocks = dict(base.blocks)
-        if rows:
-            dimension = len(rows[0].embedding) // 4
-            matrix = np.empty((len(rows), dimension), dtype=np.float32)
-            seqs = np.empty(len(rows), dtype=np.int64)
-            owners = np.empty(len(rows), dtype=np.int64)
-            for i, row in enumerate(rows):
-                matrix[i] = np.frombuffer(row.embedding, dtype=np.float32)
-                seqs[i] = row.seq
-                owners[i] = SHARED_OWNER if row.owner_id is None else row.owner_id
-            order = np.argsort(owners, kind="stable")
-            sorted_owners = owners[order]
+        if loaded.filled and loaded.matrix is not None:
+            order = np.argsort(loaded.owners, kind="stable")
+            sorted_owners = loaded.owners[order]
             starts = np.flatnonzero(np.r_[True, sorted_owners[1:] != sorted_owners[:-1]])
             for start, end in zip(starts, [*starts[1:], len(order)], strict=True):
                 picked = order[start:end]
                 owner = int(sorted_owners[start])
-                block = _Block(matrix[picked], seqs[picked])
+                block = _Block(loaded.matrix[picked], loaded.seqs[picked])
                 if (old := blocks.get(owner)) is not None:
                     block = _Block(
                         np.concatenate([old.matrix, block.matrix]),
                         np.concatenate([old.seqs, block.seqs]),
                     )
                 blocks[owner] = block
-        max_seq = int(rows[-1].seq) if rows else base.max_seq
+        max_seq = int(loaded.seqs[-1]) if loaded.filled else base.max_seq
         return _Index(revision, deletions, max_seq, blocks)
 
     @staticmethod
