@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.lifespan import State
-from app.rag.pipeline import RagPipeline
 
 
 def get_state(request: Request) -> State:
@@ -35,14 +34,9 @@ def get_settings(state: StateDep) -> Settings:
     return state["settings"]
 
 
-def get_pipeline(state: StateDep) -> RagPipeline:
-    return state["pipeline"]
-
-
 # Row ids are 32-bit on PostgreSQL; a bigger number can match nothing, and SQLite would raise.
 MAX_ID = 2**31 - 1
 
 # scope="function": the commit happens before the response is sent, so a 2xx means committed.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-PipelineDep = Annotated[RagPipeline, Depends(get_pipeline)]

@@ -8,7 +8,7 @@ from fastapi.responses import StreamingResponse
 from app.auth.dependencies import CurrentUser
 from app.chat.schemas import ChatRequest, ChatResponse, MessageRead, SourceRead
 from app.chat.service import ChatService
-from app.deps import MAX_ID, StateDep
+from app.deps import MAX_ID, SettingsDep, StateDep
 from app.errors import (
     InvalidInput,
     MalformedBody,
@@ -94,14 +94,13 @@ async def chat_stream(
 async def chat_history(
     user: CurrentUser,
     service: ChatServiceDep,
-    state: StateDep,
+    settings: SettingsDep,
     limit: Annotated[int | None, Query(ge=1, description="Newest messages to return")] = None,
     before: Annotated[
         int | None, Query(ge=1, le=MAX_ID, description="Only messages older than this id")
     ] = None,
 ) -> list[MessageRead]:
     """The user's messages, oldest first: the newest `limit`, or those before `before`."""
-    settings = state["settings"]
     limit = min(limit or settings.chat_history_default_limit, settings.chat_history_max_limit)
     messages = await service.history(user, limit=limit, before_id=before)
     return [MessageRead.model_validate(m) for m in messages]

@@ -43,9 +43,10 @@ class DocumentRepository:
         )
         return (await self.session.execute(query)).scalars().all()
 
-    async def ids_with_status(self, status: str) -> list[int]:
-        query = select(Document.id).where(Document.status == status).order_by(Document.id)
-        return list((await self.session.execute(query)).scalars().all())
-
     async def processing_ids(self) -> list[int]:
-        return await self.ids_with_status(DocumentStatus.PROCESSING)
+        query = (
+            select(Document.id)
+            .where(Document.status == DocumentStatus.PROCESSING)
+            .order_by(Document.id)
+        )
+        return list((await self.session.execute(query)).scalars().all())

@@ -100,10 +100,6 @@ class LocalEmbedder:
     def dimension(self) -> int:
         return self._dimension
 
-    @property
-    def max_tokens(self) -> int:
-        return int(self._model.max_seq_length)
-
     def _encode(self, texts: list[str]) -> Matrix:
         vectors = self._model.encode(
             texts,
