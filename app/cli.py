@@ -140,15 +140,15 @@ def cmd_create_admin(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".pdf", ".html", ".htm"}
-
-
 def iter_files(paths: Sequence[str]) -> Iterator[Path]:
+    """The given files, and the supported files found under the given folders."""
+    from app.documents.extraction import CONTENT_TYPES
+
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             yield from sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in CONTENT_TYPES
             )
         elif path.is_file():
             yield path
