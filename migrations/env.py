@@ -51,8 +51,19 @@ def _run(connection: Connection) -> None:
 async def run_migrations_online() -> None:
     engine = create_engine(_settings())
     async with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations recreate tables; with foreign keys on, dropping a parent table
+            # would cascade-delete its children's rows. Checked again below.
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await connection.commit()
         await connection.run_sync(_run)
         await connection.commit()
+        if sqlite:
+            broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+            if broken:
+                raise RuntimeError(f"migration left {len(broken)} rows breaking foreign keys")
+            await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
     await engine.dispose()
 
 

@@ -10,6 +10,8 @@ from app.db import Base, UTCDateTime, utcnow
 
 class User(Base):
     __tablename__ = "users"
+    # AUTOINCREMENT: SQLite would otherwise hand a deleted user's id to the next sign-up.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Stored lower-cased (the service normalises), so plain uniqueness is case-insensitive.
@@ -22,7 +24,11 @@ class User(Base):
 
 
 class RefreshToken(Base):
-    """An issued refresh token; `used_at` set once it has been rotated, so reuse is refused."""
+    """An issued refresh token; `used_at` set once it has been rotated, so reuse is refused.
+
+    Tokens rotated from one login share a `family_id`: logout, or the reuse of a spent token
+    (a sign of theft), revokes the whole family.
+    """
 
     __tablename__ = "refresh_tokens"
 
@@ -30,3 +36,5 @@ class RefreshToken(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    family_id: Mapped[str] = mapped_column(String(64), index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -11,7 +11,10 @@ from app.db import Base, UTCDateTime, utcnow
 
 class ChatMessage(Base):
     __tablename__ = "chat_messages"
-    __table_args__ = (Index("ix_chat_messages_user_id_timestamp", "user_id", "timestamp"),)
+    __table_args__ = (
+        Index("ix_chat_messages_user_id_timestamp", "user_id", "timestamp"),
+        {"sqlite_autoincrement": True},  # ids are cursors: never reused
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

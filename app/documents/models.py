@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, utcnow
@@ -12,6 +12,9 @@ class DocumentStatus:
     PROCESSING = "processing"
     READY = "ready"
     FAILED = "failed"
+    # Being removed: invisible to retrieval and ingestion stops; a crash mid-way is finished at
+    # the next start-up.
+    DELETING = "deleting"
 
 
 class Document(Base):
@@ -22,7 +25,26 @@ class Document(Base):
     """
 
     __tablename__ = "documents"
-    __table_args__ = (Index("ix_documents_owner_id_content_hash", "owner_id", "content_hash"),)
+    __table_args__ = (
+        # The same content is one document per owner, and one among the shared documents:
+        # enforced here, since concurrent identical uploads all pass a check-then-insert.
+        Index(
+            "uq_documents_private_content",
+            "owner_id",
+            "content_hash",
+            unique=True,
+            sqlite_where=text("NOT shared"),
+            postgresql_where=text("NOT shared"),
+        ),
+        Index(
+            "uq_documents_shared_content",
+            "content_hash",
+            unique=True,
+            sqlite_where=text("shared"),
+            postgresql_where=text("shared"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_id: Mapped[int | None] = mapped_column(

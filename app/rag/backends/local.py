@@ -13,7 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Integer, LargeBinary, String, Text, delete, func, insert, select, update
+from sqlalchemy import (
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -157,12 +168,16 @@ class VectorEntry(Base):
     """A chunk and its embedding for the local store. `owner_id` NULL means shared."""
 
     __tablename__ = "vector_entries"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     # Sequence order is commit order (writers serialise on VectorStoreState), which lets every
-    # process load only the rows added since its last look.
+    # process load only the rows added since its last look; AUTOINCREMENT: never reused.
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     chunk_id: Mapped[str] = mapped_column(String(128), unique=True)
-    document_id: Mapped[int] = mapped_column(Integer, index=True)
+    # Vectors die with their document, and a batch written for a deleted one fails.
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
     owner_id: Mapped[int | None] = mapped_column(Integer, default=None)
     title: Mapped[str] = mapped_column(String(500))
     text: Mapped[str] = mapped_column(Text)
