@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.config import Settings
+from app.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -48,15 +48,23 @@ def migrate(settings: Settings, revision: str = "head") -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    root_path = settings.root_path if args.root_path is None else args.root_path.rstrip("/")
+    if root_path and not root_path.startswith("/"):
+        print("--root-path must start with '/' (e.g. /chatbot)", file=sys.stderr)
+        return 2
     if not args.no_migrate:
         migrate(settings)
+    # Workers build the app from the environment: the prefix must reach them that way too.
+    os.environ["ROOT_PATH"] = root_path
     uvicorn.run(
         "app.main:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
+        root_path=root_path,
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        server_header=False,
         log_level=settings.log_level.lower(),
     )
     return 0
@@ -69,6 +77,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 @asynccontextmanager
 async def _sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    import app.models  # noqa: F401 - every table, so foreign keys resolve (users, documents)
     from app.db import create_engine, create_sessionmaker
 
     engine = create_engine(settings)
@@ -78,7 +87,8 @@ async def _sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[Asyn
         await engine.dispose()
 
 
-async def _cleanup(settings: Settings) -> int | None:
+async def _cleanup(settings: Settings) -> tuple[int, int] | None:
+    from app.auth.retention import purge_expired_refresh_tokens
     from app.chat.retention import JOB_NAME, purge_old_messages
     from app.scheduler import JobLease, run_exclusive
 
@@ -93,10 +103,11 @@ async def _cleanup(settings: Settings) -> int | None:
                     batch_size=settings.cleanup_batch_size,
                 )
             )
-            return f"deleted {deleted[0]}"
+            deleted.append(await purge_expired_refresh_tokens(sessions))
+            return f"deleted {deleted[0]} messages, {deleted[1]} expired refresh tokens"
 
         ran = await run_exclusive(JobLease(sessions, JOB_NAME), job)
-        return deleted[0] if ran is not None else None
+        return (deleted[0], deleted[1]) if ran is not None else None
 
 
 def cmd_cleanup(_: argparse.Namespace, settings: Settings) -> int:
@@ -104,7 +115,34 @@ def cmd_cleanup(_: argparse.Namespace, settings: Settings) -> int:
     if deleted is None:
         print("cleanup is already running in another process; nothing done")
         return 1
-    print(f"deleted {deleted} chat messages older than {settings.chat_retention_days} days")
+    messages, tokens = deleted
+    print(
+        f"deleted {messages} chat messages older than {settings.chat_retention_days} days "
+        f"and {tokens} expired refresh tokens"
+    )
+    return 0
+
+
+async def _deactivate(settings: Settings, email: str) -> str | None:
+    from app.auth.repository import RefreshTokenRepository, UserRepository
+    from app.auth.schemas import normalize_email
+    from app.auth.service import deactivate_user
+
+    async with _sessions(settings) as sessions, sessions.begin() as session:
+        users = UserRepository(session)
+        user = await users.get_by_email(normalize_email(email))
+        if user is None:
+            return None
+        revoked = await deactivate_user(users, RefreshTokenRepository(session), user)
+        return f"deactivated {user.email}; revoked {revoked} refresh tokens"
+
+
+def cmd_deactivate(args: argparse.Namespace, settings: Settings) -> int:
+    message = asyncio.run(_deactivate(settings, args.email))
+    if message is None:
+        print(f"no account with the email {args.email}", file=sys.stderr)
+        return 1
+    print(message)
     return 0
 
 
@@ -187,7 +225,9 @@ async def _ingest(settings: Settings, paths: Sequence[str]) -> tuple[int, int, i
         for path in files:
             try:
                 content_type = content_type_for(path.name)
-                text = await asyncio.to_thread(extract_text, path.read_bytes(), content_type)
+                text = await asyncio.to_thread(
+                    extract_text, path.read_bytes(), content_type, service.extraction_limits
+                )
                 new = NewDocument(
                     title=path.stem,
                     content=text,
@@ -257,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--no-migrate", action="store_true", help="skip `alembic upgrade head`")
+    serve.add_argument(
+        "--root-path",
+        default=None,
+        help="path prefix the reverse proxy strips, e.g. /chatbot (default: ROOT_PATH)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     mig = sub.add_parser("migrate", help="apply database migrations")
@@ -276,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--username")
     admin.set_defaults(handler=cmd_create_admin)
 
+    deactivate = sub.add_parser(
+        "deactivate",
+        help="disable an account: its tokens and API keys stop working, refresh tokens revoked",
+    )
+    deactivate.add_argument("--email", required=True)
+    deactivate.set_defaults(handler=cmd_deactivate)
+
     ingest = sub.add_parser("ingest", help="load files and folders into the shared knowledge base")
     ingest.add_argument("paths", nargs="+")
     ingest.set_defaults(handler=cmd_ingest)
@@ -288,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    settings = load_settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )

@@ -2,22 +2,62 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import secrets
+import sys
+import tempfile
 from datetime import timedelta
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 logger = logging.getLogger(__name__)
 
 DEV_SECRET_FILE = Path(".secret_key")
 MIN_SECRET_LENGTH = 32
 KNOWN_DEFAULT_SECRETS = frozenset({"", "changeme", "change-me", "secret", "your-secret-key"})
+
+
+class ConfigurationError(ValueError):
+    """A setting, or a file a setting points at, is unusable; the message names it."""
+
+
+def development_secret(path: Path) -> str:
+    """Read the generated development key, creating it if missing.
+
+    Created atomically with mode 0600: the key is written to a private temporary file and
+    linked into place, so a crash or a concurrent start never leaves an empty or partial key
+    (an empty key would sign tokens anyone can forge).
+    """
+    if not path.exists():
+        generated = secrets.token_urlsafe(48)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")
+        try:
+            with os.fdopen(fd, "w") as file:  # mkstemp creates it 0600
+                file.write(generated)
+                file.flush()
+                os.fsync(file.fileno())
+            with contextlib.suppress(FileExistsError):  # another process won: use its key
+                os.link(temp, path)
+                logger.warning(
+                    "SECRET_KEY is not set: generated one in %s (development only)", path
+                )
+        finally:
+            os.unlink(temp)
+    key = path.read_text().strip()
+    if len(key) < MIN_SECRET_LENGTH:
+        raise ConfigurationError(
+            f"{path} holds a key shorter than {MIN_SECRET_LENGTH} characters: delete the file "
+            "to have a new one generated, or set SECRET_KEY"
+        )
+    return key
 
 
 class Environment(StrEnum):
@@ -105,6 +145,72 @@ class Settings(BaseSettings):
     chunk_overlap_tokens: int = Field(default=40, ge=0)
     ingest_inline_max_chunks: int = Field(default=32, ge=0)
 
+    # Cost ceilings on hostile or heavy input (security)
+    # Every JSON body but POST /api/documents/ (whose limit is MAX_UPLOAD_BYTES), counted
+    # while it is read, before parsing and before authentication.
+    max_json_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_pdf_pages: int = Field(default=2_000, ge=1)
+    # Extracted text of one document, and the chunks it may make.
+    max_document_chars: int = Field(default=5_000_000, ge=1)
+    max_document_chunks: int = Field(default=10_000, ge=1)
+    # Per-user quotas on private documents.
+    user_max_documents: int = Field(default=1_000, ge=1)
+    user_max_chunks: int = Field(default=200_000, ge=1)
+
+    # HTTP edge: path prefix behind a proxy, API docs, CORS for browser front ends
+    root_path: str = ""
+    docs_enabled: bool = True
+    # Empty: no cross-origin access. From the environment: comma-separated or a JSON list.
+    cors_origins: Annotated[list[str], NoDecode] = []
+    cors_origin_regex: str | None = None
+    # The API uses bearer tokens, not cookies, so browsers need no credentials mode.
+    cors_allow_credentials: bool = False
+    cors_max_age_seconds: int = Field(default=600, ge=0)
+
+    # API keys and the OpenAI-compatible API under /v1
+    # Pepper of the keys' HMAC-SHA256. Unset: derived from SECRET_KEY, so rotating that
+    # secret then invalidates every API key; set this to rotate them independently.
+    api_key_pepper: SecretStr | None = None
+    api_key_max_per_user: int = Field(default=20, ge=1)
+    api_key_last_used_interval_seconds: int = Field(default=60, ge=0)
+    openai_max_messages: int = Field(default=500, ge=1)
+    openai_max_request_chars: int = Field(default=400_000, ge=1)
+    openai_embedding_max_inputs: int = Field(default=256, ge=1)
+    openai_embedding_max_input_chars: int = Field(default=32_000, ge=1)
+
+    # Conversations, memory and streaming (issue 7)
+    # Budget of the conversation's recent turns in the prompt; the question and context come first.
+    chat_memory_tokens: int = Field(default=1_500, ge=0)
+    # At most this many stored messages are read back as memory for one turn.
+    chat_memory_max_messages: int = Field(default=20, ge=0, le=500)
+    # Output bound of the LLM call that rewrites a follow-up into a standalone question.
+    chat_condense_max_tokens: int = Field(default=64, ge=8)
+    conversation_title_chars: int = Field(default=60, ge=8, le=200)
+    conversations_page_default: int = Field(default=20, ge=1)
+    conversations_page_max: int = Field(default=100, ge=1)
+    conversation_messages_page_default: int = Field(default=50, ge=1)
+    conversation_messages_page_max: int = Field(default=200, ge=1)
+    # An SSE comment is sent at least this often while a stream waits on the upstream.
+    sse_keepalive_seconds: float = Field(default=15, gt=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("root_path")
+    @classmethod
+    def _normalize_root_path(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith("/"):
+            raise ValueError("ROOT_PATH must start with '/' (e.g. /chatbot)")
+        return value
+
     @field_validator(
         "huggingface_api_key",
         "embedding_url",
@@ -126,12 +232,17 @@ class Settings(BaseSettings):
         if self.chat_history_default_limit > self.chat_history_max_limit:
             raise ValueError("CHAT_HISTORY_DEFAULT_LIMIT exceeds CHAT_HISTORY_MAX_LIMIT")
         secret = self.secret_key.get_secret_value()
-        weak = secret.lower() in KNOWN_DEFAULT_SECRETS or len(secret) < MIN_SECRET_LENGTH
-        if weak and self.environment is Environment.PRODUCTION:
+        if not secret and self.environment is Environment.PRODUCTION:
             raise ValueError(
-                f"SECRET_KEY must be set to a random value of at least {MIN_SECRET_LENGTH} "
-                "characters in production (e.g. `python -c 'import secrets; "
-                "print(secrets.token_urlsafe(48))'`)"
+                "SECRET_KEY is required in production: set it to a random value of at least "
+                f"{MIN_SECRET_LENGTH} characters, e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        if secret and (secret.lower() in KNOWN_DEFAULT_SECRETS or len(secret) < MIN_SECRET_LENGTH):
+            # Any environment: a short key signs tokens anyone can forge.
+            raise ValueError(
+                f"SECRET_KEY must be a random value of at least {MIN_SECRET_LENGTH} characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
             )
         return self
 
@@ -139,17 +250,7 @@ class Settings(BaseSettings):
     def signing_key(self) -> str:
         """The JWT key; outside production a missing one is generated once and kept on disk."""
         secret = self.secret_key.get_secret_value()
-        if secret:
-            return secret
-        if DEV_SECRET_FILE.exists():
-            return DEV_SECRET_FILE.read_text().strip()
-        generated = secrets.token_urlsafe(48)
-        DEV_SECRET_FILE.write_text(generated)
-        DEV_SECRET_FILE.chmod(0o600)
-        logger.warning(
-            "SECRET_KEY is not set: generated one in %s (development only)", DEV_SECRET_FILE
-        )
-        return generated
+        return secret or development_secret(DEV_SECRET_FILE)
 
     @property
     def access_token_lifetime(self) -> timedelta:
@@ -180,3 +281,21 @@ class Settings(BaseSettings):
         if self.llm_backend != "auto":
             return self.llm_backend
         return "huggingface" if self.huggingface_api_key or self.llm_base_url else "extractive"
+
+
+def load_settings() -> Settings:
+    """Settings for an entry point (CLI, uvicorn, Alembic): a bad configuration prints one
+    line per problem and exits non-zero, instead of a traceback from deep inside a library."""
+    try:
+        settings = Settings()
+        settings.signing_key  # noqa: B018 - checks (or creates) the development key now
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(part) for part in error["loc"]).upper()
+            message = error["msg"].removeprefix("Value error, ")
+            print(f"configuration error: {where + ': ' if where else ''}{message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ConfigurationError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings

@@ -27,6 +27,10 @@ NAMING_CONVENTION = {
 }
 
 
+# Row ids are 32-bit on PostgreSQL; a bigger number can match nothing, and SQLite would raise.
+MAX_ID = 2**31 - 1
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite stores naive values)."""
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.db import MAX_ID as MAX_ID  # re-exported for Path/Query bounds
 from app.lifespan import State
 
 
@@ -34,9 +35,15 @@ def get_settings(state: StateDep) -> Settings:
     return state["settings"]
 
 
-# Row ids are 32-bit on PostgreSQL; a bigger number can match nothing, and SQLite would raise.
-MAX_ID = 2**31 - 1
-
 # scope="function": the commit happens before the response is sent, so a 2xx means committed.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _no_store(response: Response) -> None:
+    # Credentials in a response body (tokens, a new API key) must not be kept by any cache.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+
+
+NoStore = Depends(_no_store)

@@ -79,6 +79,12 @@ class EmailTaken(Conflict):
     default_detail = "An account with this email already exists."
 
 
+class QuotaExceeded(AppError):
+    status_code = 403
+    code = "quota_exceeded"
+    default_detail = "This would exceed your quota."
+
+
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"

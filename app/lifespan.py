@@ -12,6 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.auth.retention import purge_expired_refresh_tokens
 from app.auth.security import PasswordHasher, TokenCodec
 from app.chat.retention import JOB_NAME, purge_old_messages
 from app.config import Settings
@@ -56,7 +57,8 @@ async def start_retention(
             retention_days=settings.chat_retention_days,
             batch_size=settings.cleanup_batch_size,
         )
-        return f"deleted {deleted}"
+        tokens = await purge_expired_refresh_tokens(sessions)
+        return f"deleted {deleted} messages, {tokens} expired refresh tokens"
 
     await schedule_periodic(
         scheduler,
@@ -78,7 +80,7 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             rag = await build_backends(settings, sessions, stack)
             documents = DocumentService(sessions, rag.embedder, rag.store, settings)
             stack.push_async_callback(documents.aclose)
-            await documents.resume_interrupted()
+            await documents.recover()
             scheduler = None
             if settings.scheduler_enabled:
                 scheduler = await start_retention(settings, sessions)

@@ -2,40 +2,73 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import HTMLResponse
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from app.apikeys.router import router as apikeys_router
 from app.auth.router import router as auth_router
 from app.chat.router import router as chat_router
-from app.config import Settings
+from app.config import Settings, load_settings
 from app.deps import StateDep
+from app.documents.router import MULTIPART_OVERHEAD
 from app.documents.router import router as documents_router
 from app.errors import install_error_handlers
+from app.http import install_edge
 from app.lifespan import make_lifespan
+from app.limits import BodyLimit
+from app.openai_compat.errors import install_openai_error_handlers
+from app.openai_compat.router import router as openai_router
 
 DOCS_ASSETS = "/static/docs"
+OPENAPI_URL = "/openapi.json"
+
+
+def _under_root_path(schema: dict[str, Any], root: str) -> dict[str, Any]:
+    """The schema as seen through a path prefix: the prefix as server, and OAuth2 flow URLs
+    prefixed too. Swagger UI resolves an absolute `tokenUrl` against the host alone, so
+    `/api/token/` would bypass the prefix (404 through the proxy)."""
+    schema = copy.deepcopy(schema)
+    schema["servers"] = [{"url": root}, *schema.get("servers", [])]
+    for scheme in schema.get("components", {}).get("securitySchemes", {}).values():
+        for flow in scheme.get("flows", {}).values():
+            for key in ("tokenUrl", "refreshUrl", "authorizationUrl"):
+                url = flow.get(key)
+                if isinstance(url, str) and url.startswith("/"):
+                    flow[key] = f"{root}{url}"
+    return schema
 
 
 def _install_docs(app: FastAPI) -> None:
-    """Swagger UI served from the bundled assets, so /docs works without a CDN."""
+    """OpenAPI, Swagger UI and ReDoc, from the bundled assets so they work without a CDN."""
     app.mount(
         DOCS_ASSETS,
         StaticFiles(directory=str(files("fastapi_offline") / "static")),
         name="docs-assets",
     )
 
+    @app.get(OPENAPI_URL, include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        schema = app.openapi()
+        return JSONResponse(_under_root_path(schema, root) if root else schema)
+
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
+        root = request.scope.get("root_path", "").rstrip("/")
         return get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
+            openapi_url=f"{root}{OPENAPI_URL}",
             title=f"{app.title} - API docs",
             oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
             swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
@@ -47,6 +80,17 @@ def _install_docs(app: FastAPI) -> None:
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_redoc_html(
+            openapi_url=f"{root}{OPENAPI_URL}",
+            title=f"{app.title} - API reference",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def _install_openapi(app: FastAPI) -> None:
@@ -84,15 +128,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Ask questions answered from your own knowledge base, with sources.",
         lifespan=make_lifespan(settings),
+        root_path=settings.root_path,
+        # Served by _install_docs, so that they can be turned off and follow the path prefix.
+        openapi_url=None,
         docs_url=None,
         redoc_url=None,
     )
     install_error_handlers(app)
-    _install_docs(app)
+    install_openai_error_handlers(app)
+    install_edge(app, settings)
+    app.add_middleware(
+        BodyLimit,
+        default=settings.max_json_body_bytes,
+        # A JSON document's `content` is a document: it keeps the upload limit.
+        overrides={("POST", "/api/documents/"): settings.max_upload_bytes + MULTIPART_OVERHEAD},
+    )
+    if settings.docs_enabled:
+        _install_docs(app)
     _install_openapi(app)
     app.include_router(auth_router)
     app.include_router(chat_router)
     app.include_router(documents_router)
+    app.include_router(apikeys_router)
+    app.include_router(openai_router)
 
     @app.get("/health", tags=["ops"])
     async def health(state: StateDep) -> dict[str, str]:
@@ -111,6 +169,6 @@ def __getattr__(name: str) -> FastAPI:
     # `uvicorn app.main:app` builds the app on first access, not when tests import this module.
     if name == "app":
         global app
-        app = create_app()
+        app = create_app(load_settings())
         return app
     raise AttributeError(name)

@@ -9,7 +9,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from app.config import Settings
+from app.config import Settings, load_settings
 from app.db import create_engine
 from app.models import Base
 
@@ -22,7 +22,7 @@ target_metadata = Base.metadata
 
 def _settings() -> Settings:
     url = config.attributes.get("database_url")
-    return Settings(database_url=url) if url else Settings()
+    return Settings(database_url=url) if url else load_settings()
 
 
 def run_migrations_offline() -> None:

@@ -5,10 +5,12 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
 
+from app.apikeys.dependencies import resolve_api_key
+from app.apikeys.hashing import looks_like_api_key
 from app.auth.models import User
 from app.auth.repository import RefreshTokenRepository, UserRepository
 from app.auth.security import InvalidToken
-from app.auth.service import AuthService
+from app.auth.service import AuthService, issued_to, user_id_of
 from app.deps import SessionDep, StateDep
 from app.errors import NotAuthenticated, PermissionDenied
 
@@ -32,15 +34,18 @@ async def get_current_user(
 ) -> User:
     if not token:
         raise NotAuthenticated()
+    if looks_like_api_key(token):  # a personal API key (app/apikeys)
+        return (await resolve_api_key(state, token)).user
     try:
-        user_id = int(state["tokens"].decode(token, "access").subject)
-    except (InvalidToken, ValueError) as exc:
+        claims = state["tokens"].decode(token, "access")
+        user_id = user_id_of(claims)
+    except InvalidToken as exc:
         raise NotAuthenticated() from exc
     # A short session of its own: the request must not hold a pooled connection while, say,
     # the chat endpoint waits on the LLM.
     async with state["sessions"]() as session:
         user = await session.get(User, user_id)
-    if user is None or not user.is_active:
+    if not issued_to(user, claims):
         raise NotAuthenticated("The account no longer exists or is disabled.")
     return user
 

@@ -2,19 +2,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
+from app.auth.account import AccountDeletion
 from app.auth.dependencies import AuthServiceDep, CurrentUser
 from app.auth.schemas import (
     LoginRequest,
+    LogoutRequest,
     OAuth2Token,
+    PasswordConfirmation,
     RefreshedTokens,
     RefreshRequest,
     TokenPair,
     UserCreate,
     UserRead,
+    normalize_email,
 )
+from app.deps import NoStore, StateDep
 from app.errors import (
     EmailTaken,
     InvalidCredentials,
@@ -42,6 +47,7 @@ async def signup(body: UserCreate, service: AuthServiceDep) -> UserRead:
     "/login/",
     response_model=TokenPair,
     responses=error_responses(MalformedBody, InvalidCredentials),
+    dependencies=[NoStore],
 )
 async def login(body: LoginRequest, service: AuthServiceDep) -> TokenPair:
     """Exchange email and password for an access and a refresh token."""
@@ -53,6 +59,7 @@ async def login(body: LoginRequest, service: AuthServiceDep) -> TokenPair:
     "/token/refresh/",
     response_model=RefreshedTokens,
     responses=error_responses(MalformedBody, NotAuthenticated),
+    dependencies=[NoStore],
 )
 async def refresh(body: RefreshRequest, service: AuthServiceDep) -> RefreshedTokens:
     """Rotate a refresh token: it is spent, and a new pair is returned."""
@@ -64,12 +71,16 @@ async def refresh(body: RefreshRequest, service: AuthServiceDep) -> RefreshedTok
     "/token/",
     response_model=OAuth2Token,
     responses=error_responses(MalformedBody, InvalidCredentials),
+    dependencies=[NoStore],
 )
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], service: AuthServiceDep
 ) -> OAuth2Token:
     """OAuth2 password flow (`username` is the email), for the Authorize button of /docs."""
-    user = await service.authenticate(form.username.strip().lower(), form.password)
+    email = normalize_email(form.username)
+    if "\x00" in email:  # no account can have it, and PostgreSQL cannot compare it
+        raise InvalidCredentials()
+    user = await service.authenticate(email, form.password)
     pair = await service.issue_tokens(user)
     return OAuth2Token(access_token=pair.access, refresh_token=pair.refresh)
 
@@ -77,3 +88,36 @@ async def token(
 @router.get("/me/", response_model=UserRead, responses=error_responses(NotAuthenticated))
 async def me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
+
+
+@router.post(
+    "/logout/",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(MalformedBody, NotAuthenticated),
+)
+async def logout(body: LogoutRequest, service: AuthServiceDep) -> Response:
+    """Revoke the refresh token and every token rotated from the same login. Access tokens
+    already issued expire on their own (ACCESS_TOKEN_EXPIRE_MINUTES)."""
+    await service.logout(body.refresh)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def get_account_deletion(state: StateDep) -> AccountDeletion:
+    return AccountDeletion(state["sessions"], state["hasher"], state["documents"])
+
+
+@router.delete(
+    "/me/",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(MalformedBody, NotAuthenticated, InvalidCredentials),
+)
+async def delete_me(
+    body: PasswordConfirmation,
+    user: CurrentUser,
+    deletion: Annotated[AccountDeletion, Depends(get_account_deletion)],
+) -> Response:
+    """Delete your account and everything it owns: messages, conversations, documents and
+    their vectors, tokens and API keys. Shared documents you added as an administrator stay
+    in the shared knowledge base. Needs your password."""
+    await deletion.delete(user, body.password)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

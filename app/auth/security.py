@@ -86,7 +86,8 @@ class TokenCodec:
                     "require_jti": True,
                 },
             )
-        except (JOSEError, ValueError, TypeError) as exc:
+        except (JOSEError, ValueError, TypeError, OverflowError, OSError) as exc:
+            # OverflowError/OSError: an absurd `exp`/`iat` that datetime cannot represent.
             raise InvalidToken(str(exc)) from exc
         if payload.get("type") != expected_type:
             raise InvalidToken(f"expected a {expected_type} token")
@@ -98,5 +99,5 @@ class TokenCodec:
                 issued_at=datetime.fromtimestamp(int(payload["iat"]), UTC),
                 expires_at=datetime.fromtimestamp(int(payload["exp"]), UTC),
             )
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, OverflowError, OSError) as exc:
             raise InvalidToken("malformed claims") from exc

@@ -11,22 +11,25 @@ from starlette.datastructures import UploadFile
 from app.auth.dependencies import CurrentUser
 from app.auth.models import User
 from app.deps import MAX_ID, StateDep
-from app.documents.extraction import content_type_for, extract_text
+from app.documents.extraction import ExtractionLimits, content_type_for, extract_text
 from app.documents.models import Document
 from app.documents.schemas import DocumentCreate, DocumentRead
 from app.documents.service import DocumentService, NewDocument
 from app.errors import (
+    Conflict,
     InvalidInput,
     MalformedBody,
     NotAuthenticated,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
+    QuotaExceeded,
     UnsupportedMediaType,
     UpstreamError,
     UpstreamUnavailable,
     error_responses,
 )
+from app.validation import strip_nul
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 
@@ -91,8 +94,10 @@ async def _read_json(request: Request, limit: int) -> NewDocument:
     return NewDocument(title=data.title, content=data.content, shared=data.shared)
 
 
-async def _read_multipart(request: Request, limit: int) -> NewDocument:
-    async with request.form(max_files=1, max_fields=10) as form:
+async def _read_multipart(request: Request, limit: int, limits: ExtractionLimits) -> NewDocument:
+    # app.limits counts the body as it streams, so a chunked upload without Content-Length
+    # is stopped at the limit instead of being spooled to disk whole.
+    async with request.form(max_files=1, max_fields=10, max_part_size=64 * 1024) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise InvalidInput("Send the document as the multipart field `file`.")
@@ -102,14 +107,15 @@ async def _read_multipart(request: Request, limit: int) -> NewDocument:
         data = await upload.read(limit + 1)
         if len(data) > limit:
             raise PayloadTooLarge(f"The file is larger than {limit} bytes.")
-        title = str(form.get("title") or "").strip() or upload.filename
+        filename = strip_nul(upload.filename)[:300]
+        title = strip_nul(str(form.get("title") or "")).strip() or filename
         shared = str(form.get("shared") or "false").strip().lower() in {"1", "true", "yes", "on"}
-        text = await asyncio.to_thread(extract_text, data, content_type)
+        text = await asyncio.to_thread(extract_text, data, content_type, limits)
         return NewDocument(
             title=title[:300],
             content=text,
             content_type=content_type,
-            filename=upload.filename[:300],
+            filename=filename,
             shared=shared,
         )
 
@@ -125,6 +131,8 @@ async def _read_multipart(request: Request, limit: int) -> NewDocument:
             MalformedBody,
             NotAuthenticated,
             PermissionDenied,
+            QuotaExceeded,
+            Conflict,
             PayloadTooLarge,
             UnsupportedMediaType,
             InvalidInput,
@@ -149,7 +157,7 @@ async def create_document(
     if media_type == "application/json":
         new = await _read_json(request, limit)
     elif media_type == "multipart/form-data":
-        new = await _read_multipart(request, limit)
+        new = await _read_multipart(request, limit, service.extraction_limits)
     else:
         raise UnsupportedMediaType("Send application/json or multipart/form-data.")
     if new.shared and not user.is_admin:

@@ -5,12 +5,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+from app.validation import StorableStr
+
+Title = Annotated[
+    StorableStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)
+]
 
 
 class DocumentCreate(BaseModel):
     title: Title
-    content: str = Field(min_length=1)
+    content: StorableStr = Field(min_length=1)
     shared: bool = Field(default=False, description="Visible to every user (admins only)")
 
     @field_validator("content")
@@ -26,7 +30,7 @@ class DocumentRead(BaseModel):
 
     id: int
     title: str
-    status: Literal["processing", "ready", "failed"]
+    status: Literal["processing", "ready", "failed", "deleting"]
     chunks: int
     shared: bool
     filename: str | None

@@ -4,6 +4,10 @@ and removal.
 Small documents are indexed inside the request; big ones in a background task, with the
 document's `status` showing progress. A document left `processing` by a restart is picked up
 again at start-up: vector ids are deterministic, so redoing work overwrites, never duplicates.
+
+Removal first marks the document `deleting` (committed): retrieval stops returning it and any
+ingestion in flight, here or in another process, stops at its next batch. Then its vectors go,
+then the row. A crash in between is finished at the next start-up.
 """
 
 from __future__ import annotations
@@ -14,15 +18,17 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import utcnow
 from app.documents.chunking import chunk_text
+from app.documents.extraction import ExtractionLimits
 from app.documents.models import Document, DocumentStatus, chunk_id
 from app.documents.repository import DocumentRepository
-from app.errors import AppError, NotFound
+from app.errors import AppError, Conflict, NotFound, PayloadTooLarge, QuotaExceeded
 from app.rag.protocols import ChunkRecord, Embedder, VectorStore
 
 logger = logging.getLogger(__name__)
@@ -48,6 +54,10 @@ class NewDocument:
 Progress = Callable[[int], None]
 
 
+class DocumentRemoved(Exception):
+    """The document was deleted (or is being deleted) while it was being indexed."""
+
+
 class DocumentService:
     """Adds documents to the knowledge base, finds the ones a user may see, removes them."""
 
@@ -62,7 +72,10 @@ class DocumentService:
         self.embedder = embedder
         self.store = store
         self.settings = settings
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.extraction_limits = ExtractionLimits(
+            max_chars=settings.max_document_chars, max_pdf_pages=settings.max_pdf_pages
+        )
+        self._tasks: dict[int, asyncio.Task[None]] = {}
         # One background document at a time, so chats keep the CPU.
         self._background = asyncio.Semaphore(1)
 
@@ -76,6 +89,25 @@ class DocumentService:
 
         return await asyncio.to_thread(run) if len(text) > THREAD_CHUNKING_CHARS else run()
 
+    async def _check_quota(self, session: AsyncSession, owner_id: int, chunks: int) -> None:
+        count, total = (
+            await session.execute(
+                select(func.count(Document.id), func.coalesce(func.sum(Document.chunks), 0)).where(
+                    Document.owner_id == owner_id, Document.shared.is_(False)
+                )
+            )
+        ).one()
+        if count >= self.settings.user_max_documents:
+            raise QuotaExceeded(
+                f"You have {count} documents, the most allowed (USER_MAX_DOCUMENTS); "
+                "delete some first."
+            )
+        if total + chunks > self.settings.user_max_chunks:
+            raise QuotaExceeded(
+                f"This document would take your knowledge base past "
+                f"{self.settings.user_max_chunks} chunks (USER_MAX_CHUNKS); delete some first."
+            )
+
     async def add(
         self,
         new: NewDocument,
@@ -87,45 +119,84 @@ class DocumentService:
         """Store and index a document; returns it and whether it is new.
 
         The same content added again by the same owner (or again as shared) returns the
-        existing document; a failed one is retried.
+        existing document; a failed one is retried. Oversized documents (`PayloadTooLarge`)
+        and users over their quota (`QuotaExceeded`) are refused before anything is stored.
         """
+        if len(new.content) > self.settings.max_document_chars:
+            raise PayloadTooLarge(
+                f"The document's text is longer than {self.settings.max_document_chars} "
+                "characters (MAX_DOCUMENT_CHARS)."
+            )
         digest = content_hash(new.content)
+        async with self.sessions() as session:
+            existing = await DocumentRepository(session).find_duplicate(
+                owner_id=owner_id, shared=new.shared, content_hash=digest
+            )
+        if existing is not None and existing.status not in (
+            DocumentStatus.FAILED,
+            DocumentStatus.DELETING,
+        ):
+            return existing, False
+        chunks = await self.chunk(new.content)
+        if len(chunks) > self.settings.max_document_chunks:
+            raise PayloadTooLarge(
+                f"The document makes {len(chunks)} chunks; at most "
+                f"{self.settings.max_document_chunks} are accepted (MAX_DOCUMENT_CHUNKS)."
+            )
+        try:
+            document, created = await self._store(new, owner_id, digest, len(chunks))
+        except IntegrityError:  # a concurrent identical upload won the unique index
+            async with self.sessions() as session:
+                winner = await DocumentRepository(session).find_duplicate(
+                    owner_id=owner_id, shared=new.shared, content_hash=digest
+                )
+            if winner is None:
+                raise
+            return winner, False
+        if background and len(chunks) > self.settings.ingest_inline_max_chunks:
+            self._spawn(document.id)
+            return document, created
+        await self._index(document, chunks, progress)
+        async with self.sessions() as session:
+            refreshed = await session.get(Document, document.id)
+        return refreshed or document, created
+
+    async def _store(
+        self, new: NewDocument, owner_id: int | None, digest: str, chunks: int
+    ) -> tuple[Document, bool]:
         async with self.sessions.begin() as session:
             repo = DocumentRepository(session)
             existing = await repo.find_duplicate(
                 owner_id=owner_id, shared=new.shared, content_hash=digest
             )
-            if existing is None:
-                document = await repo.add(
-                    Document(
-                        owner_id=owner_id,
-                        shared=new.shared,
-                        title=new.title,
-                        filename=new.filename,
-                        content_type=new.content_type,
-                        content=new.content,
-                        content_hash=digest,
-                        status=DocumentStatus.PROCESSING,
-                        chunks=0,
-                        created_at=utcnow(),
-                        updated_at=utcnow(),
-                    )
+            if existing is not None and existing.status == DocumentStatus.FAILED:
+                existing.status, existing.error, existing.chunks = (
+                    DocumentStatus.PROCESSING,
+                    None,
+                    chunks,
                 )
-            elif existing.status == DocumentStatus.FAILED:
-                document = existing
-                document.status, document.error = DocumentStatus.PROCESSING, None
-            else:
+                existing.updated_at = utcnow()
                 return existing, False
-        chunks = await self.chunk(document.content)
-        await self._set(document.id, chunks=len(chunks))
-        document.chunks = len(chunks)
-        if background and len(chunks) > self.settings.ingest_inline_max_chunks:
-            self._spawn(document.id)
-            return document, existing is None
-        await self._index(document, chunks, progress)
-        async with self.sessions() as session:
-            refreshed = await session.get(Document, document.id)
-        return refreshed or document, existing is None
+            if existing is not None and existing.status == DocumentStatus.DELETING:
+                raise Conflict("An identical document is being deleted; try again shortly.")
+            if owner_id is not None and not new.shared:
+                await self._check_quota(session, owner_id, chunks)
+            document = await repo.add(
+                Document(
+                    owner_id=owner_id,
+                    shared=new.shared,
+                    title=new.title,
+                    filename=new.filename,
+                    content_type=new.content_type,
+                    content=new.content,
+                    content_hash=digest,
+                    status=DocumentStatus.PROCESSING,
+                    chunks=chunks,
+                    created_at=utcnow(),
+                    updated_at=utcnow(),
+                )
+            )
+            return document, True
 
     async def _set(self, document_id: int, **values: object) -> None:
         async with self.sessions.begin() as session:
@@ -135,50 +206,70 @@ class DocumentService:
                 .values(updated_at=utcnow(), **values)
             )
 
+    async def _still_wanted(self, document_id: int) -> bool:
+        async with self.sessions() as session:
+            status = (
+                await session.execute(select(Document.status).where(Document.id == document_id))
+            ).scalar_one_or_none()
+        return status == DocumentStatus.PROCESSING
+
     async def _index(
         self, document: Document, chunks: Sequence[str], progress: Progress | None = None
     ) -> None:
-        """Embed and upsert; marks the document ready or failed (never left processing)."""
+        """Embed and upsert; marks the document ready or failed (never left processing).
+
+        Before every batch it checks that the document is still wanted, so a delete (from
+        any process) stops ingestion within one batch; what was written is then removed.
+        """
         owner = None if document.shared else document.owner_id
         try:
             for start in range(0, len(chunks), EMBED_BATCH):
+                if not await self._still_wanted(document.id):
+                    raise DocumentRemoved
                 batch = chunks[start : start + EMBED_BATCH]
                 vectors = await self.embedder.embed(batch)
-                await self.store.upsert(
-                    [
-                        ChunkRecord(
-                            id=chunk_id(document.id, start + i),
-                            document_id=document.id,
-                            owner_id=owner,
-                            title=document.title,
-                            text=text,
-                            vector=vectors[i],
-                        )
-                        for i, text in enumerate(batch)
-                    ]
-                )
+                try:
+                    await self.store.upsert(
+                        [
+                            ChunkRecord(
+                                id=chunk_id(document.id, start + i),
+                                document_id=document.id,
+                                owner_id=owner,
+                                title=document.title,
+                                text=text,
+                                vector=vectors[i],
+                            )
+                            for i, text in enumerate(batch)
+                        ]
+                    )
+                except IntegrityError as exc:  # local store: the document row is gone
+                    raise DocumentRemoved from exc
                 if progress:
                     progress(len(batch))
+            async with self.sessions.begin() as session:
+                finished = await session.execute(
+                    update(Document)
+                    .where(Document.id == document.id, Document.status == DocumentStatus.PROCESSING)
+                    .values(status=DocumentStatus.READY, updated_at=utcnow())
+                )
+            if getattr(finished, "rowcount", 0) != 1:
+                raise DocumentRemoved
         except asyncio.CancelledError:
             raise  # shutdown: stays processing, resumed at the next start
+        except DocumentRemoved:
+            # Vectors written after the delete removed the earlier ones: remove them too.
+            await self.store.delete_documents([document.id])
+            logger.info("document %s was deleted during indexing; stopped", document.id)
         except Exception as exc:
             reason = exc.detail if isinstance(exc, AppError) else "internal error while indexing"
             if not isinstance(exc, AppError):
                 logger.exception("indexing document %s failed", document.id)
             await self._set(document.id, status=DocumentStatus.FAILED, error=str(reason))
-            return
-        async with self.sessions.begin() as session:
-            still_there = await session.get(Document, document.id)
-            if still_there is not None:
-                still_there.status = DocumentStatus.READY
-                still_there.updated_at = utcnow()
-        if still_there is None:  # deleted while we indexed: drop what we just wrote
-            await self.store.delete([chunk_id(document.id, i) for i in range(len(chunks))])
 
     def _spawn(self, document_id: int) -> None:
         task = asyncio.create_task(self._run_background(document_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[document_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(document_id, None))
 
     async def _run_background(self, document_id: int) -> None:
         async with self._background:
@@ -190,6 +281,23 @@ class DocumentService:
             if len(chunks) != document.chunks:
                 await self._set(document_id, chunks=len(chunks))
             await self._index(document, chunks)
+
+    async def recover(self) -> None:
+        """At start-up: finish deletions a crash interrupted, drop orphaned vectors, and
+        re-queue documents a previous process left `processing`."""
+        async with self.sessions() as session:
+            deleting = list(
+                (
+                    await session.execute(
+                        select(Document.id).where(Document.status == DocumentStatus.DELETING)
+                    )
+                ).scalars()
+            )
+        if deleting:
+            logger.info("finishing the deletion of %d document(s)", len(deleting))
+            await self.purge(deleting)
+        await self.store.remove_orphans()
+        await self.resume_interrupted()
 
     async def resume_interrupted(self) -> int:
         """Re-queue documents a previous process left `processing`."""
@@ -204,7 +312,7 @@ class DocumentService:
     async def wait_idle(self) -> None:
         """Wait for the background work queued so far (tests, the CLI)."""
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
     async def visible_to(self, user_id: int) -> Sequence[Document]:
         """The user's own documents and the shared ones."""
@@ -215,19 +323,50 @@ class DocumentService:
         """The document if the user may see it; NotFound otherwise (existence is not revealed)."""
         async with self.sessions() as session:
             document = await DocumentRepository(session).get(document_id)
-        if document is None or not (document.shared or document.owner_id == user_id):
+        if (
+            document is None
+            or document.status == DocumentStatus.DELETING
+            or not (document.shared or document.owner_id == user_id)
+        ):
             raise NotFound("Document not found.")
         return document
 
     async def remove(self, document: Document) -> None:
-        """Delete the document and its vectors (vectors first: no orphan survives a crash)."""
-        await self.store.delete([chunk_id(document.id, i) for i in range(document.chunks)])
+        """Delete the document and its vectors (see the module docstring for the order)."""
+        await self._set(document.id, status=DocumentStatus.DELETING)
+        await self.purge([document.id])
+
+    async def mark_owner_removal(self, session: AsyncSession, owner_id: int) -> list[int]:
+        """Inside the caller's transaction: the owner's private documents become `deleting`,
+        and the shared ones it added stay in the shared knowledge base with no owner.
+        Returns the ids to purge once that is committed."""
+        await session.execute(
+            update(Document)
+            .where(Document.owner_id == owner_id, Document.shared.is_(True))
+            .values(owner_id=None)
+        )
+        ids = list(
+            (
+                await session.execute(select(Document.id).where(Document.owner_id == owner_id))
+            ).scalars()
+        )
+        if ids:
+            await session.execute(
+                update(Document).where(Document.id.in_(ids)).values(status=DocumentStatus.DELETING)
+            )
+        return ids
+
+    async def purge(self, document_ids: Sequence[int]) -> None:
+        """Delete documents already marked `deleting`: vectors first, then the rows."""
+        for document_id in document_ids:
+            task = self._tasks.get(document_id)
+            if task is not None:
+                task.cancel()
+        await self.store.delete_documents(document_ids)
         async with self.sessions.begin() as session:
-            current = await session.get(Document, document.id)
-            if current is not None:
-                await DocumentRepository(session).delete(current)
+            await session.execute(delete(Document).where(Document.id.in_(list(document_ids))))
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
+        for task in list(self._tasks.values()):
             task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)

@@ -41,9 +41,10 @@ async def build_store(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> VectorStore:
     if settings.resolved_vector_store == "pinecone":
+        from app.documents.live import LiveDocumentsStore
         from app.rag.backends.pinecone import PineconeVectorStore
 
-        return await PineconeVectorStore.open(settings)
+        return LiveDocumentsStore(await PineconeVectorStore.open(settings), sessions)
     from app.rag.backends.local import LocalVectorStore
 
     return LocalVectorStore(sessions)
@@ -67,6 +68,10 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         context_tokens=settings.llm_context_tokens,
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
+        memory_tokens=settings.chat_memory_tokens,
+        # Follow-ups: model-free rules for the extractive default, a condensing call with an LLM.
+        condense="llm" if settings.resolved_llm_backend == "huggingface" else "rules",
+        condense_max_tokens=settings.chat_condense_max_tokens,
     )
 
 

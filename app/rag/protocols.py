@@ -115,6 +115,16 @@ class VectorStore(Protocol):
         """Remove records by id; unknown ids are ignored."""
         ...
 
+    async def delete_documents(self, document_ids: Sequence[int]) -> None:
+        """Remove every record of these documents, however many chunks each had."""
+        ...
+
+    async def remove_orphans(self) -> int:
+        """Remove records whose document no longer exists, where the store can find them
+        cheaply (at start-up, after a crash); returns how many. A store that cannot relies on
+        the document being deleted last and on a query-time check that drops such records."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

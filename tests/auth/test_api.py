@@ -122,7 +122,7 @@ async def test_oauth2_token_form_returns_bearer_token(client: httpx.AsyncClient)
     assert me.status_code == 200
 
 
-async def test_refresh_rotates_and_rejects_reuse(client: httpx.AsyncClient) -> None:
+async def test_refresh_rotates_and_chains(client: httpx.AsyncClient) -> None:
     await signup(client)
     tokens = (
         await client.post(
@@ -132,10 +132,24 @@ async def test_refresh_rotates_and_rejects_reuse(client: httpx.AsyncClient) -> N
     first = await client.post("/api/token/refresh/", json={"refresh": tokens["refresh"]})
     assert first.status_code == 200
     assert first.json()["refresh"] != tokens["refresh"]
-    reused = await client.post("/api/token/refresh/", json={"refresh": tokens["refresh"]})
-    assert reused.status_code == 401
     chained = await client.post("/api/token/refresh/", json={"refresh": first.json()["refresh"]})
     assert chained.status_code == 200
+
+
+async def test_refresh_reuse_is_401_and_revokes_the_family(client: httpx.AsyncClient) -> None:
+    await signup(client)
+    tokens = (
+        await client.post(
+            "/api/login/", json={"email": "ada@example.com", "password": "correct horse 1"}
+        )
+    ).json()
+    first = await client.post("/api/token/refresh/", json={"refresh": tokens["refresh"]})
+    assert first.status_code == 200
+    reused = await client.post("/api/token/refresh/", json={"refresh": tokens["refresh"]})
+    assert reused.status_code == 401
+    # The token rotated from the stolen one dies with its family.
+    chained = await client.post("/api/token/refresh/", json={"refresh": first.json()["refresh"]})
+    assert chained.status_code == 401
 
 
 async def test_refresh_with_access_token_is_401(client: httpx.AsyncClient) -> None:

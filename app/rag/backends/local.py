@@ -19,14 +19,17 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    column,
     delete,
     func,
     insert,
     select,
+    table,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.config import Settings
 from app.db import Base
@@ -194,6 +197,10 @@ class VectorStoreState(Base):
     deletions: Mapped[int] = mapped_column(Integer, default=0)
 
 
+# The documents table as the store sees it (the rag layer does not import the documents
+# domain): enough to drop vectors of documents that are gone or being deleted.
+_documents = table("documents", column("id", Integer), column("status", String))
+DELETING_STATUS = "deleting"
 SHARED_OWNER = -1
 Int64Array = np.ndarray[Any, np.dtype[np.int64]]
 
@@ -281,12 +288,17 @@ class LocalVectorStore:
 
     async def _delete_ids(self, session: AsyncSession, ids: list[str]) -> None:
         result = await session.execute(delete(VectorEntry).where(VectorEntry.chunk_id.in_(ids)))
-        if getattr(result, "rowcount", 0):  # readers must drop rows: a full reload
-            await session.execute(
-                update(VectorStoreState)
-                .where(VectorStoreState.id == 1)
-                .values(deletions=VectorStoreState.deletions + 1)
-            )
+        if getattr(result, "rowcount", 0):
+            await self._bump_deletions(session)
+
+    @staticmethod
+    async def _bump_deletions(session: AsyncSession) -> None:
+        # Readers must drop rows: a full reload.
+        await session.execute(
+            update(VectorStoreState)
+            .where(VectorStoreState.id == 1)
+            .values(deletions=VectorStoreState.deletions + 1)
+        )
 
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
         if not records:
@@ -313,6 +325,24 @@ class LocalVectorStore:
         async with self._sessions.begin() as session:
             await self._begin_write(session)
             await self._delete_ids(session, list(ids))
+
+    async def _delete_where(self, condition: ColumnElement[bool]) -> int:
+        async with self._sessions.begin() as session:
+            await self._begin_write(session)
+            result = await session.execute(delete(VectorEntry).where(condition))
+            deleted = int(getattr(result, "rowcount", 0))
+            if deleted:
+                await self._bump_deletions(session)
+        return deleted
+
+    async def delete_documents(self, document_ids: Sequence[int]) -> None:
+        if document_ids:
+            await self._delete_where(VectorEntry.document_id.in_(list(document_ids)))
+
+    async def remove_orphans(self) -> int:
+        # The foreign key cascades, but rows written by older versions or with foreign keys
+        # off (a SQLite connection without the pragma) may remain.
+        return await self._delete_where(VectorEntry.document_id.not_in(select(_documents.c.id)))
 
     async def _refresh(self, session: AsyncSession) -> _Index:
         state = (
@@ -406,7 +436,11 @@ class LocalVectorStore:
                         VectorEntry.document_id,
                         VectorEntry.title,
                         VectorEntry.text,
-                    ).where(VectorEntry.seq.in_([seq for seq, _ in hits]))
+                    )
+                    .join(_documents, _documents.c.id == VectorEntry.document_id)
+                    .where(VectorEntry.seq.in_([seq for seq, _ in hits]))
+                    # A document being deleted is already invisible, in every process.
+                    .where(_documents.c.status != DELETING_STATUS)
                 )
             ).all()
         by_seq = {row.seq: row for row in rows}

@@ -150,6 +150,21 @@ class PineconeVectorStore:
             async with self._call("delete"):
                 await self._index.delete(ids=batch, namespace=self._namespace)
 
+    async def delete_documents(self, document_ids: Sequence[int]) -> None:
+        # Deletion by metadata filter: a document's chunk count can change between versions.
+        for start in range(0, len(document_ids), DELETE_BATCH_SIZE):
+            batch = [int(i) for i in document_ids[start : start + DELETE_BATCH_SIZE]]
+            async with self._call("delete"):
+                await self._index.delete(
+                    filter={"document_id": {"$in": batch}}, namespace=self._namespace
+                )
+
+    async def remove_orphans(self) -> int:
+        # Listing every id of a large index at each start-up costs more than it saves: the
+        # document row is deleted only after its vectors, and queries drop vectors whose
+        # document is gone (app.documents.live.LiveDocumentsStore).
+        return 0
+
     async def aclose(self) -> None:
         try:
             await self._index.close()

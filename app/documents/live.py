@@ -1,0 +1,52 @@
+"""A vector-store wrapper for stores outside our database (Pinecone): queries never return
+chunks of documents that are gone or being deleted, whatever a crash left in the store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.documents.models import Document, DocumentStatus
+from app.rag.protocols import ChunkRecord, ScoredChunk, Vector, VectorStore
+
+
+class LiveDocumentsStore:
+    """Delegates to `inner`; after each query, one primary-key lookup drops dead documents."""
+
+    def __init__(self, inner: VectorStore, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.inner = inner
+        self._sessions = sessions
+
+    async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
+        chunks = await self.inner.query(vector, top_k=top_k, user_id=user_id)
+        if not chunks:
+            return chunks
+        async with self._sessions() as session:
+            live = set(
+                (
+                    await session.execute(
+                        select(Document.id).where(
+                            Document.id.in_({c.document_id for c in chunks}),
+                            Document.status != DocumentStatus.DELETING,
+                        )
+                    )
+                ).scalars()
+            )
+        return [chunk for chunk in chunks if chunk.document_id in live]
+
+    async def upsert(self, records: Sequence[ChunkRecord]) -> None:
+        await self.inner.upsert(records)
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        await self.inner.delete(ids)
+
+    async def delete_documents(self, document_ids: Sequence[int]) -> None:
+        await self.inner.delete_documents(document_ids)
+
+    async def remove_orphans(self) -> int:
+        return await self.inner.remove_orphans()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
