@@ -59,7 +59,9 @@ def utcnow() -> datetime:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    kwargs: dict[str, Any] = {"echo": settings.database_echo}
+    # hide_parameters: a failed statement's error (and so a 500's log line) would otherwise
+    # carry its bound values: passwords' hashes, emails, chat and document text.
+    kwargs: dict[str, Any] = {"echo": settings.database_echo, "hide_parameters": True}
     if settings.is_sqlite:
         # busy_timeout is set by the pragma hook below; the driver's own timeout would mask it.
         kwargs["connect_args"] = {"timeout": 0}

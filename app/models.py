@@ -2,6 +2,7 @@
 
 from app.auth.models import RefreshToken, User
 from app.chat.models import ChatMessage
+from app.conversations.models import Conversation
 from app.db import Base
 from app.documents.models import Document
 from app.rag.backends.local import VectorEntry, VectorStoreState
@@ -10,6 +11,7 @@ from app.scheduler import JobRun
 __all__ = [
     "Base",
     "ChatMessage",
+    "Conversation",
     "Document",
     "JobRun",
     "RefreshToken",

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.models import User
 from app.chat.models import ChatMessage
 from app.cli import main
+from app.conversations.models import Conversation
 from app.db import create_engine, create_sessionmaker, utcnow
 from app.documents.models import Document, DocumentStatus
 from app.lifespan import build_hasher
@@ -154,9 +155,18 @@ def test_cleanup_old_messages_prints_deleted_count(
         user = User(email="ada@example.com", username="ada", password_hash="x")
         session.add(user)
         await session.flush()
+        conversation = Conversation(owner_id=user.id, title="t")  # every message has one
+        session.add(conversation)
+        await session.flush()
         for age in (timedelta(days=40), timedelta(days=31), timedelta(days=90), timedelta(0)):
             session.add(
-                ChatMessage(user_id=user.id, role="user", content="hi", timestamp=utcnow() - age)
+                ChatMessage(
+                    user_id=user.id,
+                    conversation_id=conversation.id,
+                    role="user",
+                    content="hi",
+                    timestamp=utcnow() - age,
+                )
             )
 
     async def remaining(session: AsyncSession) -> int:

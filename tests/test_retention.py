@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.auth.models import User
 from app.chat.models import ChatMessage
 from app.chat.retention import JOB_NAME, purge_old_messages
+from app.conversations.models import Conversation
 from app.db import utcnow
 from app.scheduler import (
     LEASE_SECONDS,
@@ -46,8 +47,17 @@ async def add_messages(
     sessions: async_sessionmaker[AsyncSession], user_id: int, age: timedelta, count: int
 ) -> list[int]:
     async with sessions.begin() as session:
+        conversation = Conversation(owner_id=user_id, title="t", updated_at=utcnow() - age)
+        session.add(conversation)
+        await session.flush()
         messages = [
-            ChatMessage(user_id=user_id, role="user", content=f"m{i}", timestamp=utcnow() - age)
+            ChatMessage(
+                user_id=user_id,
+                conversation_id=conversation.id,
+                role="user",
+                content=f"m{i}",
+                timestamp=utcnow() - age,
+            )
             for i in range(count)
         ]
         session.add_all(messages)
@@ -76,7 +86,7 @@ def deletes_of_messages(engine: AsyncEngine) -> Iterator[list[int]]:
     rowcounts: list[int] = []
 
     def after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("DELETE") and "chat_messages" in statement:
+        if statement.lstrip().upper().startswith("DELETE FROM CHAT_MESSAGES"):
             rowcounts.append(cursor.rowcount)
 
     event.listen(engine.sync_engine, "after_cursor_execute", after)

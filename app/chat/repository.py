@@ -18,13 +18,42 @@ class ChatRepository:
         return message
 
     async def latest(
-        self, user_id: int, *, limit: int, before_id: int | None = None
+        self,
+        user_id: int,
+        *,
+        limit: int,
+        before_id: int | None = None,
+        conversation_id: int | None = None,
     ) -> Sequence[ChatMessage]:
         """The user's newest `limit` messages (older than `before_id`), oldest first."""
         query = select(ChatMessage).where(ChatMessage.user_id == user_id)
+        if conversation_id is not None:
+            query = query.where(ChatMessage.conversation_id == conversation_id)
         if before_id is not None:
             query = query.where(ChatMessage.id < before_id)
         # Served by the (user_id, timestamp) index; id breaks ties within one timestamp.
         query = query.order_by(ChatMessage.timestamp.desc(), ChatMessage.id.desc()).limit(limit)
+        rows = (await self.session.execute(query)).scalars().all()
+        return list(reversed(rows))
+
+    async def in_conversation(
+        self, conversation_id: int, *, limit: int, after_id: int | None = None
+    ) -> Sequence[ChatMessage]:
+        """A page of the conversation's messages, oldest first, after message `after_id`."""
+        query = select(ChatMessage).where(ChatMessage.conversation_id == conversation_id)
+        if after_id is not None:
+            query = query.where(ChatMessage.id > after_id)
+        # Served by the (conversation_id, id) index.
+        query = query.order_by(ChatMessage.id).limit(limit)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def recent(self, conversation_id: int, *, limit: int) -> Sequence[ChatMessage]:
+        """The conversation's newest `limit` messages, oldest first."""
+        query = (
+            select(ChatMessage)
+            .where(ChatMessage.conversation_id == conversation_id)
+            .order_by(ChatMessage.id.desc())
+            .limit(limit)
+        )
         rows = (await self.session.execute(query)).scalars().all()
         return list(reversed(rows))

@@ -8,11 +8,13 @@ from fastapi.responses import StreamingResponse
 from app.auth.dependencies import CurrentUser
 from app.chat.schemas import ChatRequest, ChatResponse, MessageRead, SourceRead
 from app.chat.service import ChatService
+from app.conversations.router import router as conversations_router
 from app.deps import MAX_ID, SettingsDep, StateDep
 from app.errors import (
     InvalidInput,
     MalformedBody,
     NotAuthenticated,
+    NotFound,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -20,13 +22,19 @@ from app.errors import (
 )
 
 router = APIRouter(prefix="/api", tags=["chat"])
+# The conversation routes live under /api with the chat: app/main.py includes this router.
+router.include_router(conversations_router)
 
 
 def get_chat_service(state: StateDep) -> ChatService:
+    settings = state["settings"]
     return ChatService(
         state["sessions"],
         state["pipeline"],
-        max_message_chars=state["settings"].chat_max_message_chars,
+        max_message_chars=settings.chat_max_message_chars,
+        title_chars=settings.conversation_title_chars,
+        memory_messages=settings.chat_memory_max_messages,
+        keepalive_seconds=settings.sse_keepalive_seconds,
     )
 
 
@@ -39,6 +47,7 @@ ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
     responses=error_responses(
         MalformedBody,
         NotAuthenticated,
+        NotFound,
         InvalidInput,
         UpstreamError,
         UpstreamUnavailable,
@@ -46,11 +55,13 @@ ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
     ),
 )
 async def chat(body: ChatRequest, user: CurrentUser, service: ChatServiceDep) -> ChatResponse:
-    """Answer a question from the knowledge base, citing its sources."""
-    answer = await service.reply(user, body.message)
+    """Answer a question from the knowledge base, citing its sources, as a turn of a
+    conversation (its earlier turns are the memory)."""
+    turn = await service.reply(user, body.message, conversation_id=body.conversation_id)
     return ChatResponse(
-        response=answer.text,
-        sources=[SourceRead.model_validate(s, from_attributes=True) for s in answer.sources],
+        response=turn.answer.text,
+        sources=[SourceRead.model_validate(s, from_attributes=True) for s in turn.answer.sources],
+        conversation_id=turn.conversation_id,
     )
 
 
@@ -61,11 +72,13 @@ async def chat(body: ChatRequest, user: CurrentUser, service: ChatServiceDep) ->
         200: {
             "content": {"text/event-stream": {}},
             "description": "Server-sent events: `sources`, `delta` (repeated), then `done` "
-            "(`{id, response}`) or `error` (`{error, detail}`).",
+            "(`{id, response, conversation_id}`) or `error` (`{error, detail}`); SSE comments "
+            "(`: keepalive`) while the upstream is silent.",
         },
         **error_responses(
             MalformedBody,
             NotAuthenticated,
+            NotFound,
             InvalidInput,
             UpstreamError,
             UpstreamUnavailable,
@@ -77,7 +90,7 @@ async def chat_stream(
     body: ChatRequest, user: CurrentUser, service: ChatServiceDep
 ) -> StreamingResponse:
     """Like `POST /api/chat/`, with the answer streamed as it is generated."""
-    reply = await service.stream_reply(user, body.message)
+    reply = await service.stream_reply(user, body.message, conversation_id=body.conversation_id)
     return StreamingResponse(
         reply.events(),
         media_type="text/event-stream",
@@ -89,7 +102,7 @@ async def chat_stream(
 @router.get(
     "/chat-history/",
     response_model=list[MessageRead],
-    responses=error_responses(NotAuthenticated),
+    responses=error_responses(NotAuthenticated, NotFound),
 )
 async def chat_history(
     user: CurrentUser,
@@ -99,8 +112,13 @@ async def chat_history(
     before: Annotated[
         int | None, Query(ge=1, le=MAX_ID, description="Only messages older than this id")
     ] = None,
+    conversation_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="Only this conversation's messages")
+    ] = None,
 ) -> list[MessageRead]:
     """The user's messages, oldest first: the newest `limit`, or those before `before`."""
     limit = min(limit or settings.chat_history_default_limit, settings.chat_history_max_limit)
-    messages = await service.history(user, limit=limit, before_id=before)
+    messages = await service.history(
+        user, limit=limit, before_id=before, conversation_id=conversation_id
+    )
     return [MessageRead.model_validate(m) for m in messages]

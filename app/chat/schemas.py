@@ -5,10 +5,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.deps import MAX_ID
+from app.validation import StorableStr
+
 
 class ChatRequest(BaseModel):
     # The upper bound is configurable (CHAT_MAX_MESSAGE_CHARS) and checked by the service.
-    message: str = Field(min_length=1, examples=["What is our refund policy?"])
+    message: StorableStr = Field(min_length=1, examples=["What is our refund policy?"])
+    conversation_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ID,
+        description="Your conversation to continue; by default the most recently active one "
+        "(a new one if you have none).",
+    )
 
 
 class SourceRead(BaseModel):
@@ -22,6 +32,7 @@ class SourceRead(BaseModel):
 class ChatResponse(BaseModel):
     response: str
     sources: list[SourceRead] = Field(default_factory=list)
+    conversation_id: int
 
 
 class MessageRead(BaseModel):

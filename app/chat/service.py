@@ -1,25 +1,62 @@
-"""A chat turn: store the question, answer it from the knowledge base, store the answer."""
+"""A chat turn: store the question in its conversation, answer it from the knowledge base with
+the conversation as memory, store the answer."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
 
+import anyio
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import User
 from app.chat.models import ChatMessage
 from app.chat.repository import ChatRepository
+from app.conversations.models import Conversation
+from app.conversations.repository import ConversationRepository
+from app.conversations.service import ConversationNotFound, shorten_title
 from app.db import utcnow
 from app.errors import InvalidInput, UpstreamError
 from app.rag.pipeline import RagPipeline, StreamedAnswer
-from app.rag.protocols import Answer, Source
+from app.rag.protocols import Answer, ChatTurn, Source
+
+logger = logging.getLogger(__name__)
+
+KEEPALIVE = ": keepalive\n\n"
+_ROLES = {"user": "user", "bot": "assistant"}
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    """One answered turn: the answer, its conversation and the stored bot message."""
+
+    answer: Answer
+    conversation_id: int
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    conversation_id: int
+    memory: list[ChatTurn]
 
 
 class ChatService:
     """Each database step is its own short transaction: no pooled connection is held while
-    the embedder, vector store or LLM works, so concurrency is bounded by them, not the pool."""
+    the embedder, vector store or LLM works, so concurrency is bounded by them, not the pool.
+
+    A turn goes to `conversation_id` (the user's own, else 404), or to the conversation named
+    `conversation_ref` (created on first use), or else continues the user's most recently
+    active conversation (created if there is none), so clients that know nothing of
+    conversations keep one thread. Write transactions start with a write, so SQLite's
+    busy timeout orders them instead of failing a read-then-write upgrade.
+    """
 
     def __init__(
         self,
@@ -27,10 +64,16 @@ class ChatService:
         pipeline: RagPipeline,
         *,
         max_message_chars: int,
+        title_chars: int = 60,
+        memory_messages: int = 20,
+        keepalive_seconds: float = 15.0,
     ) -> None:
         self.sessions = sessions
         self.pipeline = pipeline
         self.max_message_chars = max_message_chars
+        self.title_chars = title_chars
+        self.memory_messages = memory_messages
+        self.keepalive_seconds = keepalive_seconds
 
     def validate(self, message: str) -> str:
         text = message.strip()
@@ -40,71 +83,316 @@ class ChatService:
             raise InvalidInput(f"The message is longer than {self.max_message_chars} characters.")
         return text
 
-    async def reply(self, user: User, message: str) -> Answer:
+    async def reply(
+        self,
+        user: User,
+        message: str,
+        *,
+        conversation_id: int | None = None,
+        conversation_ref: str | None = None,
+        memory: Sequence[ChatTurn] | None = None,
+    ) -> TurnResult:
+        """Answer `message` in a conversation; `memory`, when given, replaces the stored turns
+        as the conversation so far (OpenAI clients send their own history)."""
         text = self.validate(message)
         # Stored first, so the question survives an upstream failure.
-        await self._store(user.id, "user", text)
-        answer = await self.pipeline.answer(text, user_id=user.id)
-        await self.store_bot_answer(user.id, answer.text, answer.sources)
-        return answer
+        turn = await self._begin_turn(user.id, text, conversation_id, conversation_ref, memory)
+        answer = await self.pipeline.answer(text, user_id=user.id, memory=turn.memory)
+        message_id = await self.store_bot_answer(
+            user.id, turn.conversation_id, answer.text, answer.sources
+        )
+        return TurnResult(answer, turn.conversation_id, message_id)
 
-    async def stream_reply(self, user: User, message: str) -> StreamedReply:
+    async def stream_reply(
+        self,
+        user: User,
+        message: str,
+        *,
+        conversation_id: int | None = None,
+        conversation_ref: str | None = None,
+        memory: Sequence[ChatTurn] | None = None,
+    ) -> StreamedReply:
         """Store the question and retrieve; the answer is generated as the reply is read."""
         text = self.validate(message)
-        await self._store(user.id, "user", text)
-        streamed = await self.pipeline.stream_answer(text, user_id=user.id)
-        return StreamedReply(self, user.id, streamed)
+        turn = await self._begin_turn(user.id, text, conversation_id, conversation_ref, memory)
+        streamed = await self.pipeline.stream_answer(text, user_id=user.id, memory=turn.memory)
+        return StreamedReply(self, user.id, turn.conversation_id, streamed)
+
+    async def _begin_turn(
+        self,
+        user_id: int,
+        text: str,
+        conversation_id: int | None,
+        conversation_ref: str | None,
+        memory: Sequence[ChatTurn] | None,
+    ) -> _Turn:
+        async with self.sessions() as session:
+            conversation = await self._find_conversation(
+                ConversationRepository(session), user_id, conversation_id, conversation_ref
+            )
+            turns: list[ChatTurn] = []
+            if conversation is not None and memory is None and self.memory_messages:
+                stored = await ChatRepository(session).recent(
+                    conversation.id, limit=self.memory_messages
+                )
+                turns = [ChatTurn(_ROLES[m.role], m.content) for m in stored if m.role in _ROLES]
+        if conversation is None:
+            conversation_id = await self._create_conversation(user_id, text, conversation_ref)
+        else:
+            conversation_id = conversation.id
+        try:
+            await self._store(user_id, conversation_id, "user", text, title=text)
+        except IntegrityError as exc:  # deleted since it was found
+            raise ConversationNotFound() from exc
+        return _Turn(conversation_id, list(memory) if memory is not None else turns)
+
+    @staticmethod
+    async def _find_conversation(
+        conversations: ConversationRepository,
+        user_id: int,
+        conversation_id: int | None,
+        conversation_ref: str | None,
+    ) -> Conversation | None:
+        if conversation_id is not None:
+            found = await conversations.get_owned(user_id, conversation_id)
+            if found is None:
+                raise ConversationNotFound()
+            return found
+        if conversation_ref is not None:
+            return await conversations.by_client_ref(user_id, conversation_ref)
+        return await conversations.most_recent(user_id)
+
+    async def _create_conversation(self, user_id: int, text: str, client_ref: str | None) -> int:
+        now = utcnow()
+        try:
+            async with self.sessions.begin() as session:
+                created = await ConversationRepository(session).add(
+                    Conversation(
+                        owner_id=user_id,
+                        title=shorten_title(text, self.title_chars),
+                        client_ref=client_ref,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                return created.id
+        except IntegrityError:
+            if client_ref is None:
+                raise
+        # A concurrent turn created the conversation with this reference first: join it.
+        async with self.sessions() as session:
+            existing = await ConversationRepository(session).by_client_ref(user_id, client_ref)
+        if existing is None:
+            raise ConversationNotFound()
+        return existing.id
 
     async def _store(
-        self, user_id: int, role: str, content: str, sources: list[dict[str, object]] | None = None
+        self,
+        user_id: int,
+        conversation_id: int,
+        role: str,
+        content: str,
+        sources: list[dict[str, object]] | None = None,
+        *,
+        interrupted: bool = False,
+        title: str | None = None,
     ) -> int:
+        now = utcnow()
         async with self.sessions.begin() as session:
             stored = await ChatRepository(session).add(
                 ChatMessage(
                     user_id=user_id,
+                    conversation_id=conversation_id,
                     role=role,
                     content=content,
-                    timestamp=utcnow(),
+                    timestamp=now,
                     sources=sources,
+                    interrupted=interrupted,
                 )
+            )
+            await ConversationRepository(session).touch(
+                conversation_id,
+                now,
+                title_if_empty=shorten_title(title, self.title_chars) if title else None,
             )
         return stored.id
 
-    async def store_bot_answer(self, user_id: int, text: str, sources: Sequence[Source]) -> int:
-        return await self._store(user_id, "bot", text, [dataclasses.asdict(s) for s in sources])
+    async def store_bot_answer(
+        self,
+        user_id: int,
+        conversation_id: int,
+        text: str,
+        sources: Sequence[Source],
+        *,
+        interrupted: bool = False,
+    ) -> int:
+        return await self._store(
+            user_id,
+            conversation_id,
+            "bot",
+            text,
+            [dataclasses.asdict(s) for s in sources],
+            interrupted=interrupted,
+        )
 
     async def history(
-        self, user: User, *, limit: int, before_id: int | None = None
+        self,
+        user: User,
+        *,
+        limit: int,
+        before_id: int | None = None,
+        conversation_id: int | None = None,
     ) -> Sequence[ChatMessage]:
         async with self.sessions() as session:
-            return await ChatRepository(session).latest(user.id, limit=limit, before_id=before_id)
+            if conversation_id is not None:
+                owned = await ConversationRepository(session).get_owned(user.id, conversation_id)
+                if owned is None:
+                    raise ConversationNotFound()
+            return await ChatRepository(session).latest(
+                user.id, limit=limit, before_id=before_id, conversation_id=conversation_id
+            )
 
 
 class StreamedReply:
-    """Server-sent events for one streamed answer: `sources`, `delta`..., then `done`
-    (with the stored bot message id) or `error`. The bot message is stored only when the
-    answer is complete."""
+    """One streamed answer, consumed in one of two ways.
 
-    def __init__(self, service: ChatService, user_id: int, streamed: StreamedAnswer) -> None:
+    * `events()`: server-sent events for our API: `sources`, `delta`..., then `done`
+      (`{id, response, conversation_id}`) or `error`; an SSE comment (`: keepalive`) whenever
+      the upstream has been silent for `keepalive_seconds`.
+    * Lower level, for other wire formats (the OpenAI-compatible API): read `sources` and
+      `grounded`, iterate `paced(keepalive_seconds)` (text deltas, and None for each silent
+      interval; `paced(None)` never yields None), then `await finish()` for the `TurnResult`.
+      An `UpstreamError` from `paced` means the answer failed: nothing is stored.
+
+    If iteration stops early (the client disconnected and the task was cancelled, or the
+    consumer broke out of the loop), the upstream generation is cancelled at once and the text
+    generated so far is stored as the bot message with `interrupted` set; `finish()` then
+    returns that message. The bot message is stored once, whichever path gets there first.
+    """
+
+    def __init__(
+        self,
+        service: ChatService,
+        user_id: int,
+        conversation_id: int,
+        streamed: StreamedAnswer,
+    ) -> None:
         self._service = service
         self._user_id = user_id
+        self.conversation_id = conversation_id
         self._streamed = streamed
+        self._parts: list[str] = []
+        self._result: TurnResult | None = None
+        self._failed = False
+        self.interrupted = False
+
+    @property
+    def sources(self) -> list[Source]:
+        return self._streamed.sources
+
+    @property
+    def grounded(self) -> bool:
+        return self._streamed.grounded
+
+    @property
+    def text(self) -> str:
+        """The answer so far."""
+        return "".join(self._parts).strip()
+
+    async def finish(self, *, interrupted: bool = False) -> TurnResult:
+        """Store the answer (once) and return the turn; `interrupted` marks a partial answer."""
+        if self._result is None:
+            text = self.text
+            message_id = await self._service.store_bot_answer(
+                self._user_id,
+                self.conversation_id,
+                text,
+                self.sources,
+                interrupted=interrupted,
+            )
+            self.interrupted = interrupted
+            self._result = TurnResult(
+                Answer(text=text, sources=self.sources, grounded=self.grounded),
+                self.conversation_id,
+                message_id,
+            )
+        return self._result
+
+    async def paced(self, keepalive_seconds: float | None) -> AsyncGenerator[str | None, None]:
+        """The text deltas, with None after each `keepalive_seconds` without one."""
+        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        producer = asyncio.create_task(self._produce(queue))
+        complete = False
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=keepalive_seconds)
+                except TimeoutError:
+                    yield None
+                    continue
+                if item is None:
+                    complete = True
+                    return
+                if isinstance(item, BaseException):
+                    self._failed = True
+                    raise item
+                self._parts.append(item)
+                yield item
+        finally:
+            if not complete:
+                # Shielded: when the client has gone the task is being cancelled, and these
+                # awaits must still run to stop the upstream and keep what it wrote.
+                with anyio.CancelScope(shield=True):
+                    producer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await producer
+                    if not self._failed and self._result is None:
+                        result = await self.finish(interrupted=True)
+                        logger.info(
+                            "stream interrupted: stored %d characters as message %d",
+                            len(result.answer.text),
+                            result.message_id,
+                        )
+
+    async def _produce(self, queue: asyncio.Queue[str | BaseException | None]) -> None:
+        # One task reads the upstream from start to end: its network reads are where a
+        # cancellation lands, and httpcore then closes the connection, stopping generation.
+        deltas = self._streamed.deltas
+        try:
+            async for delta in deltas:
+                queue.put_nowait(delta)
+        except Exception as exc:  # handed to the consumer, which raises it
+            queue.put_nowait(exc)
+            return
+        finally:
+            aclose = getattr(deltas, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        queue.put_nowait(None)
 
     @staticmethod
     def _event(name: str, data: object) -> str:
         return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-    async def events(self) -> AsyncIterator[str]:
-        streamed = self._streamed
-        yield self._event("sources", [dataclasses.asdict(s) for s in streamed.sources])
-        parts: list[str] = []
+    async def events(self, keepalive_seconds: float | None = None) -> AsyncIterator[str]:
+        keepalive = keepalive_seconds or self._service.keepalive_seconds
+        yield self._event("sources", [dataclasses.asdict(s) for s in self.sources])
         try:
-            async for delta in streamed.deltas:
-                parts.append(delta)
-                yield self._event("delta", {"text": delta})
+            async with contextlib.aclosing(self.paced(keepalive)) as items:
+                async for delta in items:
+                    if delta is None:
+                        yield KEEPALIVE
+                    else:
+                        yield self._event("delta", {"text": delta})
         except UpstreamError as exc:
             yield self._event("error", {"error": exc.code, "detail": exc.detail})
             return
-        text = "".join(parts).strip()
-        message_id = await self._service.store_bot_answer(self._user_id, text, streamed.sources)
-        yield self._event("done", {"id": message_id, "response": text})
+        result = await self.finish()
+        yield self._event(
+            "done",
+            {
+                "id": result.message_id,
+                "response": result.answer.text,
+                "conversation_id": result.conversation_id,
+            },
+        )

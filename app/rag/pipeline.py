@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from app.rag import prompts
+from app.rag.memory import Condenser, LLMCondenser, RuleCondenser, clean_memory, fit_memory
 from app.rag.protocols import (
     Answer,
+    ChatTurn,
     Embedder,
     GenerationRequest,
     Generator,
@@ -21,6 +23,11 @@ from app.rag.protocols import (
 logger = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 240
+# Reciprocal rank fusion of several queries' rankings (Cormack et al. 2009 use k = 60; a small
+# k lets the first query's top hits lead). Later queries count less: the first is the most
+# specific (the follow-up with its context, or the LLM's standalone rewrite).
+RRF_K = 5
+QUERY_WEIGHT_DECAY = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +38,11 @@ class PipelineConfig:
     context_tokens: int = 8_192
     max_tokens: int = 512
     temperature: float = 0.2
+    # Conversation memory: the recent turns' share of the prompt, and how follow-ups are made
+    # standalone before retrieval ("rules" needs no model; "llm" asks the generator).
+    memory_tokens: int = 1_500
+    condense: Literal["rules", "llm"] = "rules"
+    condense_max_tokens: int = 64
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
@@ -52,6 +64,11 @@ class RagPipeline:
         self.store = store
         self.generator = generator
         self.config = config or PipelineConfig()
+        self.condenser: Condenser = (
+            LLMCondenser(generator, max_tokens=self.config.condense_max_tokens)
+            if self.config.condense == "llm"
+            else RuleCondenser()
+        )
 
     async def retrieve(self, question: str, *, user_id: int) -> list[ScoredChunk]:
         """The relevant chunks for `question`, best first (those above the score threshold)."""
@@ -59,35 +76,86 @@ class RagPipeline:
         matches = await self.store.query(vectors[0], top_k=self.config.top_k, user_id=user_id)
         return [m for m in matches if m.score >= self.config.min_score]
 
-    def build_request(self, question: str, relevant: list[ScoredChunk]) -> GenerationRequest | None:
-        """The generator's input, or None when nothing is relevant and the fallback refuses."""
+    async def retrieve_fused(self, queries: Sequence[str], *, user_id: int) -> list[ScoredChunk]:
+        """The `top_k` chunks of several queries' rankings fused, best first; each chunk keeps
+        its best cosine score, which must pass the threshold."""
+        if len(queries) == 1:
+            return await self.retrieve(queries[0], user_id=user_id)
         cfg = self.config
+        vectors = await self.embedder.embed(list(queries))
+        # A deeper pool than top_k, so a chunk ranked 4th by both queries can still win.
+        depth = cfg.top_k * 3
+        fused: dict[str, float] = {}
+        best: dict[str, ScoredChunk] = {}
+        for n, vector in enumerate(vectors):
+            weight = QUERY_WEIGHT_DECAY**n
+            matches = await self.store.query(vector, top_k=depth, user_id=user_id)
+            for rank, match in enumerate(matches):
+                if match.score < cfg.min_score:
+                    continue
+                fused[match.id] = fused.get(match.id, 0.0) + weight / (RRF_K + rank + 1)
+                if match.id not in best or match.score > best[match.id].score:
+                    best[match.id] = match
+        order = sorted(fused, key=lambda chunk_id: fused[chunk_id], reverse=True)
+        return [best[chunk_id] for chunk_id in order[: cfg.top_k]]
+
+    async def retrieve_with_memory(
+        self, question: str, *, user_id: int, memory: Sequence[ChatTurn] = ()
+    ) -> list[ScoredChunk]:
+        """Retrieval for a turn of a conversation: the follow-up is made standalone first."""
+        turns = clean_memory(memory)
+        queries = await self.condenser.queries(question, turns) if turns else [question]
+        return await self.retrieve_fused(queries, user_id=user_id)
+
+    def build_request(
+        self, question: str, relevant: list[ScoredChunk], memory: Sequence[ChatTurn] = ()
+    ) -> GenerationRequest | None:
+        """The generator's input, or None when nothing is relevant and the fallback refuses.
+
+        The question and the context are fitted first; the conversation's newest turns fill
+        what is left, up to `memory_tokens`.
+        """
+        cfg = self.config
+        budget = cfg.context_tokens - cfg.max_tokens
+        turns = clean_memory(memory)
         if relevant:
-            budget = cfg.context_tokens - cfg.max_tokens
             contexts = prompts.fit_context(question, relevant, budget_tokens=budget)
             if contexts:
+                base = prompts.grounded_messages(question, contexts)
+                history = self._fit_memory(turns, base, budget)
                 return GenerationRequest(
                     question=question,
                     contexts=contexts,
-                    messages=prompts.grounded_messages(question, contexts),
+                    messages=prompts.grounded_messages(question, contexts, history),
                     max_tokens=cfg.max_tokens,
                     temperature=cfg.temperature,
                 )
         if cfg.fallback == "refuse":
             return None
+        history = self._fit_memory(turns, prompts.general_messages(question), budget)
         return GenerationRequest(
             question=question,
             contexts=[],
-            messages=prompts.general_messages(question),
+            messages=prompts.general_messages(question, history),
             grounded=False,
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature,
         )
 
-    async def stream_answer(self, question: str, *, user_id: int) -> StreamedAnswer:
+    def _fit_memory(
+        self, turns: list[ChatTurn], prompt: list[ChatTurn], budget: int
+    ) -> list[ChatTurn]:
+        if not turns:
+            return []
+        left = budget - sum(prompts.turn_cost(turn) for turn in prompt)
+        return fit_memory(turns, budget_tokens=max(0, min(self.config.memory_tokens, left)))
+
+    async def stream_answer(
+        self, question: str, *, user_id: int, memory: Sequence[ChatTurn] = ()
+    ) -> StreamedAnswer:
         """Retrieve now (errors surface here), then generate as the deltas are consumed."""
-        relevant = await self.retrieve(question, user_id=user_id)
-        request = self.build_request(question, relevant)
+        relevant = await self.retrieve_with_memory(question, user_id=user_id, memory=memory)
+        request = self.build_request(question, relevant, memory)
         if request is None:
             return StreamedAnswer(_single(prompts.NO_RELEVANT_DOCUMENTS), [], grounded=False)
         if not request.grounded:
@@ -95,9 +163,12 @@ class RagPipeline:
             return StreamedAnswer(deltas, [], grounded=False)
         return StreamedAnswer(self.generator.stream(request), sources_of(request.contexts))
 
-    async def answer(self, question: str, *, user_id: int) -> Answer:
-        relevant = await self.retrieve(question, user_id=user_id)
-        request = self.build_request(question, relevant)
+    async def answer(
+        self, question: str, *, user_id: int, memory: Sequence[ChatTurn] = ()
+    ) -> Answer:
+        """Answer `question`; `memory` is the conversation so far (roles "user"/"assistant")."""
+        relevant = await self.retrieve_with_memory(question, user_id=user_id, memory=memory)
+        request = self.build_request(question, relevant, memory)
         if request is None:
             return Answer(text=prompts.NO_RELEVANT_DOCUMENTS, sources=[], grounded=False)
         text = (await self.generator.generate(request)).strip()

@@ -30,13 +30,21 @@ def render_context(chunks: Sequence[ScoredChunk]) -> str:
     )
 
 
-def grounded_messages(question: str, chunks: Sequence[ScoredChunk]) -> list[ChatTurn]:
+def grounded_messages(
+    question: str, chunks: Sequence[ScoredChunk], memory: Sequence[ChatTurn] = ()
+) -> list[ChatTurn]:
+    """System prompt, the conversation so far, then the context with the question."""
     user = f"Context:\n{render_context(chunks)}\n\nQuestion: {question}"
-    return [ChatTurn("system", GROUNDED_SYSTEM), ChatTurn("user", user)]
+    return [ChatTurn("system", GROUNDED_SYSTEM), *memory, ChatTurn("user", user)]
 
 
-def general_messages(question: str) -> list[ChatTurn]:
-    return [ChatTurn("system", GENERAL_SYSTEM), ChatTurn("user", question)]
+def general_messages(question: str, memory: Sequence[ChatTurn] = ()) -> list[ChatTurn]:
+    return [ChatTurn("system", GENERAL_SYSTEM), *memory, ChatTurn("user", question)]
+
+
+def turn_cost(turn: ChatTurn) -> int:
+    """Estimated prompt tokens of one message, with its role overhead."""
+    return count_tokens(turn.content) + 4
 
 
 def fit_context(

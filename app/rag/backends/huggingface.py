@@ -220,6 +220,10 @@ class HuggingFaceEmbedder:
         # A URL as `model` skips the SDK's blocking Hub lookup (`model_info`) on the first call
         # and posts straight to the route that lookup would have chosen.
         self.url = url or HF_INFERENCE_EMBED_URL.format(model=model)
+        # Errors name the service that failed: a self-hosted server is not Hugging Face.
+        self._what = (
+            "Hugging Face embedding" if url is None else "The embedding server at EMBEDDING_URL"
+        )
         self._dimension = dimension
         self._batch_size = batch_size
         self._client = AsyncInferenceClient(api_key=api_key, timeout=timeout)
@@ -250,7 +254,7 @@ class HuggingFaceEmbedder:
         for start in range(0, len(texts), self._batch_size):
             batch = list(texts[start : start + self._batch_size])
             raw = await self._retry.call(
-                "Hugging Face embedding",
+                self._what,
                 partial(self._client.feature_extraction, batch, model=self.url, truncate=True),
             )
             matrix[start : start + len(batch)] = self._normalised(raw, len(batch))
@@ -259,14 +263,13 @@ class HuggingFaceEmbedder:
     def _normalised(self, raw: npt.NDArray[Any], rows: int) -> Matrix:
         if raw.shape != (rows, self._dimension):
             raise UpstreamError(
-                f"Hugging Face embedding returned shape {raw.shape}, "
-                f"expected ({rows}, {self._dimension})."
+                f"{self._what} returned shape {raw.shape}, expected ({rows}, {self._dimension})."
             )
         if not np.isfinite(raw).all():
-            raise UpstreamError("Hugging Face embedding returned a non-finite value.")
+            raise UpstreamError(f"{self._what} returned a non-finite value.")
         norms = np.linalg.norm(raw, axis=1, keepdims=True)
         if not (norms > 0).all():
-            raise UpstreamError("Hugging Face embedding returned a zero vector.")
+            raise UpstreamError(f"{self._what} returned a zero vector.")
         normalised: Matrix = (raw / norms).astype(np.float32)
         return normalised
 
@@ -281,8 +284,6 @@ class HuggingFaceGenerator:
     the request goes there; otherwise to the Hugging Face router, which picks a provider for
     `model` and needs an `hf_` token.
     """
-
-    _what = "Hugging Face chat completion"
 
     def __init__(
         self,
@@ -302,6 +303,11 @@ class HuggingFaceGenerator:
             )
         self.model = model
         self.base_url = base_url
+        self._what = (
+            "Hugging Face chat completion"
+            if base_url is None
+            else "The language model server at LLM_BASE_URL"
+        )
         self._api_key = api_key
         self._timeout = timeout
         self._clients = _RotatingClient(self._new_client, max_streams=STREAMS_PER_CLIENT)
