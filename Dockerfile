@@ -34,5 +34,6 @@ VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
-# Migrations, then uvicorn trusting X-Forwarded-* from the reverse proxy at FORWARDED_ALLOW_IPS.
-CMD ["sh", "-c", "alembic upgrade head && exec uvicorn app.main:app --host 0.0.0.0 --port 8000 --proxy-headers --forwarded-allow-ips \"$FORWARDED_ALLOW_IPS\""]
+# Migrations, then uvicorn trusting X-Forwarded-* from the reverse proxy at FORWARDED_ALLOW_IPS,
+# without advertising itself in a `server` header. A path prefix comes from ROOT_PATH.
+CMD ["sh", "-c", "alembic upgrade head && exec uvicorn app.main:app --host 0.0.0.0 --port 8000 --proxy-headers --forwarded-allow-ips \"$FORWARDED_ALLOW_IPS\" --no-server-header"]

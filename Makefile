@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_INSTALL ?= torch==2.13.0
 PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: setup run test test-pg lint format bench load fuzz clean
+.PHONY: setup run test test-pg lint format bench load fuzz browser clean
 
 setup: $(VENV)/.installed
 
@@ -48,6 +48,11 @@ load: setup
 # schemathesis against our OpenAPI schema (in its own .venv-fuzz), 127.0.0.1 only.
 fuzz: setup
 	bash bench/fuzz/run.sh
+
+# /docs under a path prefix through nginx, and a cross-origin front end, in headless Chromium
+# (Debian's chromium, chromium-driver and nginx; the tests skip loudly without them).
+browser: setup
+	$(BIN)/pytest tests/browser -v
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

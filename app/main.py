@@ -128,7 +128,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Ask questions answered from your own knowledge base, with sources.",
         lifespan=make_lifespan(settings),
-        root_path=settings.root_path,
         # Served by _install_docs, so that they can be turned off and follow the path prefix.
         openapi_url=None,
         docs_url=None,
