@@ -1,5 +1,6 @@
 """Imports every model so that `Base.metadata` is complete (Alembic, create_all)."""
 
+from app.apikeys.models import ApiKey
 from app.auth.models import RefreshToken, User
 from app.chat.models import ChatMessage
 from app.conversations.models import Conversation
@@ -9,6 +10,7 @@ from app.rag.backends.local import VectorEntry, VectorStoreState
 from app.scheduler import JobRun
 
 __all__ = [
+    "ApiKey",
     "Base",
     "ChatMessage",
     "Conversation",

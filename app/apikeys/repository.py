@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.apikeys.models import ApiKey
+from app.auth.models import User
+
+
+class ApiKeyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, key: ApiKey) -> ApiKey:
+        self.session.add(key)
+        await self.session.flush()
+        return key
+
+    async def list_unrevoked(self, user_id: int) -> Sequence[ApiKey]:
+        query = (
+            select(ApiKey)
+            .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+            .order_by(ApiKey.id)
+        )
+        return (await self.session.execute(query)).scalars().all()
+
+    async def count_usable(self, user_id: int, now: datetime) -> int:
+        query = select(func.count(ApiKey.id)).where(
+            ApiKey.user_id == user_id,
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+        )
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def revoke(self, key_id: int, user_id: int, now: datetime) -> bool:
+        """Revoke the user's key; False if it is unknown, someone else's or already revoked."""
+        result = await self.session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id, ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    async def find_with_owner(self, key_hash: str) -> tuple[ApiKey, User] | None:
+        query = select(ApiKey, User).join(User, User.id == ApiKey.user_id)
+        row = (await self.session.execute(query.where(ApiKey.key_hash == key_hash))).first()
+        return None if row is None else (row[0], row[1])
+
+    async def touch(self, key_id: int, now: datetime, not_since: datetime) -> None:
+        """Set last_used_at unless another request did so after `not_since`."""
+        await self.session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .where(or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= not_since))
+            .values(last_used_at=now)
+        )

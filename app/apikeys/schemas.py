@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from app.validation import no_nul
+
+
+class ApiKeyCreate(BaseModel):
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+        AfterValidator(no_nul),
+    ] = Field(examples=["Open WebUI on my laptop"])
+    # Timezone-aware and in the future; omitted: the key works until revoked.
+    expires_at: AwareDatetime | None = None
+
+
+class ApiKeyRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    prefix: str = Field(description="The key's first characters, to tell keys apart.")
+    created_at: datetime
+    last_used_at: datetime | None = Field(
+        description="Updated at most once per API_KEY_LAST_USED_INTERVAL_SECONDS."
+    )
+    expires_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str = Field(description="The key itself. Shown only in this response; store it now.")

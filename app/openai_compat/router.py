@@ -1,0 +1,119 @@
+"""The OpenAI-compatible API: `GET /v1/models`, `POST /v1/chat/completions`,
+`POST /v1/embeddings`. Errors use OpenAI's shape (app/openai_compat/errors.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import StreamingResponse
+
+from app.chat.router import ChatServiceDep
+from app.deps import StateDep
+from app.openai_compat.completions import RAG_MODEL, CompletionService
+from app.openai_compat.dependencies import CallerDep
+from app.openai_compat.embeddings import EMBEDDING_MODEL, EmbeddingService
+from app.openai_compat.errors import ErrorResponse, ModelNotFound
+from app.openai_compat.schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    EmbeddingList,
+    EmbeddingRequest,
+    ModelCard,
+    ModelList,
+)
+
+# A fixed date: the models are part of this service, not versions that come and go.
+MODELS_CREATED = 1_764_547_200  # 2025-12-01T00:00:00Z
+OWNER = "ragchat"
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse, "description": ""} for status in statuses}
+
+
+router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+
+
+def _cards() -> list[ModelCard]:
+    return [
+        ModelCard(id=name, created=MODELS_CREATED, owned_by=OWNER)
+        for name in (RAG_MODEL, EMBEDDING_MODEL)
+    ]
+
+
+@router.get("/models", response_model=ModelList, responses=_errors(401))
+async def list_models(_: CallerDep) -> ModelList:
+    """`rag` answers from your knowledge base; `rag-embedding` is the store's embedder."""
+    return ModelList(data=_cards())
+
+
+@router.get("/models/{model}", response_model=ModelCard, responses=_errors(401, 404))
+async def retrieve_model(model: Annotated[str, Path(max_length=200)], _: CallerDep) -> ModelCard:
+    for card in _cards():
+        if card.id == model:
+            return card
+    raise ModelNotFound(model, param="model")
+
+
+def get_embedding_service(state: StateDep) -> EmbeddingService:
+    settings = state["settings"]
+    return EmbeddingService(
+        state["embedder"],
+        # The configured model's own name works too, as with OpenAI-compatible servers.
+        model_aliases=frozenset({settings.embedding_model}),
+        batch_size=settings.embedding_batch_size,
+        max_inputs=settings.openai_embedding_max_inputs,
+        max_input_chars=settings.openai_embedding_max_input_chars,
+    )
+
+
+@router.post(
+    "/embeddings", response_model=EmbeddingList, responses=_errors(400, 401, 404, 502, 503, 504)
+)
+async def create_embeddings(
+    body: EmbeddingRequest,
+    _: CallerDep,
+    service: Annotated[EmbeddingService, Depends(get_embedding_service)],
+) -> EmbeddingList:
+    """Embed texts with the configured embedder (L2-normalised, the store's vector space)."""
+    return await service.embed(body)
+
+
+def get_completion_service(state: StateDep, chat: ChatServiceDep) -> CompletionService:
+    settings = state["settings"]
+    return CompletionService(
+        chat,
+        max_messages=settings.openai_max_messages,
+        max_request_chars=settings.openai_max_request_chars,
+        max_message_chars=settings.chat_max_message_chars,
+    )
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "With `stream: true`: `chat.completion.chunk` events, then "
+            "`data: [DONE]`.",
+        },
+        **_errors(400, 401, 404, 502, 503, 504),
+    },
+)
+async def create_chat_completion(
+    body: ChatCompletionRequest,
+    caller: CallerDep,
+    service: Annotated[CompletionService, Depends(get_completion_service)],
+) -> ChatCompletion | StreamingResponse:
+    """Answer the last user message from your knowledge base (model `rag`), citing sources
+    as `[n]`; the earlier messages are the conversation so far. `sources` is an extension."""
+    if body.stream:
+        events = await service.stream(caller, body)
+        return StreamingResponse(
+            events,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    return await service.complete(caller, body)
