@@ -178,7 +178,9 @@ async def run(quick: bool) -> Result:
                 inserts: list[float] = []
                 for _ in range(http_turns):
                     start = time.perf_counter()
-                    await service.store_bot_answer(user_id, answer.text, answer.sources)
+                    await service.store_bot_answer(
+                        user_id, first["conversation_id"], answer.text, answer.sources
+                    )
                     inserts.append(time.perf_counter() - start)
             async with db.sessions() as session:
                 stored = (await session.execute(select(func.count(ChatMessage.id)))).scalar_one()

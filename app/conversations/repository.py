@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.conversations.models import Conversation
@@ -60,17 +61,15 @@ class ConversationRepository:
         self, conversation_id: int, when: datetime, *, title_if_empty: str | None = None
     ) -> None:
         """Record activity at `when`; an untitled conversation takes `title_if_empty`."""
+        values: dict[str, Any] = {"updated_at": when}
+        if title_if_empty:
+            values["title"] = case(
+                (Conversation.title == "", title_if_empty), else_=Conversation.title
+            )
         await self.session.execute(
-            update(Conversation).where(Conversation.id == conversation_id).values(updated_at=when),
+            update(Conversation).where(Conversation.id == conversation_id).values(**values),
             execution_options={"synchronize_session": False},
         )
-        if title_if_empty:
-            await self.session.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id, Conversation.title == "")
-                .values(title=title_if_empty),
-                execution_options={"synchronize_session": False},
-            )
 
     async def delete_owned(self, owner_id: int, conversation_id: int) -> bool:
         """Delete the conversation (its messages go with it, ON DELETE CASCADE)."""

@@ -1,0 +1,220 @@
+"""Follow-up retrieval: hit@3 of the second question of two-turn dialogues, with the
+conversation as memory against without, on the embedded defaults (MiniLM, the local store, the
+extractive generator and its model-free follow-up rewrite).
+
+Each dialogue (bench/data/followup.json) asks about a topic, gets the extractive answer, then
+asks a follow-up that names none of the topic's key terms ("And how many of those roll into
+next year?"). "Without" retrieves the follow-up alone, as every question was before
+conversations; "with" is what a chat turn does now (`RagPipeline.retrieve_with_memory`).
+The full run adds synthetic distractor passages (bench/corpus.py) to the knowledge base.
+
+    .venv/bin/python -m bench.bench_followup [--quick] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.documents.models import Document, DocumentStatus
+from app.rag.backends.local import ExtractiveGenerator, LocalEmbedder, LocalVectorStore
+from app.rag.factory import pipeline_config
+from app.rag.pipeline import RagPipeline
+from app.rag.protocols import ChatTurn, ChunkRecord
+from bench import corpus
+from bench.harness import Goal, Result, cli, fresh_database
+
+DATA = Path(__file__).resolve().parent / "data" / "followup.json"
+USER_ID = 1
+GOAL_WITH_MEMORY = 0.8
+GOAL_GAIN = 0.3
+DISTRACTORS = {False: 400, True: 0}
+
+
+@dataclass(frozen=True, slots=True)
+class Dialogue:
+    doc: str
+    first: str
+    followup: str
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FollowupSet:
+    documents: dict[str, str]
+    dialogues: list[Dialogue]
+
+
+def load_set(path: Path = DATA) -> FollowupSet:
+    raw = json.loads(path.read_text())
+    dialogues = [
+        Dialogue(d["doc"], d["first"], d["followup"], tuple(d["keys"])) for d in raw["dialogues"]
+    ]
+    return FollowupSet(dict(raw["documents"]), dialogues)
+
+
+@dataclass(slots=True)
+class Evaluation:
+    dialogues: int = 0
+    first_hits: int = 0
+    with_memory_hits: int = 0
+    without_memory_hits: int = 0
+    misses_with_memory: list[str] = field(default_factory=list)
+
+    @property
+    def with_memory(self) -> float:
+        return self.with_memory_hits / self.dialogues
+
+    @property
+    def without_memory(self) -> float:
+        return self.without_memory_hits / self.dialogues
+
+    @property
+    def first(self) -> float:
+        return self.first_hits / self.dialogues
+
+
+async def index_documents(
+    sessions: async_sessionmaker[AsyncSession],
+    store: LocalVectorStore,
+    embedder: LocalEmbedder,
+    documents: dict[str, str],
+    distractors: list[str],
+) -> None:
+    """The named documents (one chunk each, titled by name) and unnamed distractors, shared."""
+    items = [*documents.items(), *((f"distractor-{n}", t) for n, t in enumerate(distractors))]
+    async with sessions.begin() as session:
+        session.add_all(
+            Document(
+                id=n,
+                owner_id=None,
+                shared=True,
+                title=name,
+                content_type="text/plain",
+                content=text,
+                content_hash=hashlib.sha256(text.encode()).hexdigest(),
+                status=DocumentStatus.READY,
+                chunks=1,
+            )
+            for n, (name, text) in enumerate(items, start=1)
+        )
+    vectors = await embedder.embed([text for _, text in items])
+    await store.upsert(
+        [
+            ChunkRecord(
+                id=name,
+                document_id=n,
+                owner_id=None,
+                title=name,
+                text=text,
+                vector=vectors[n - 1],
+            )
+            for n, (name, text) in enumerate(items, start=1)
+        ]
+    )
+
+
+async def evaluate(pipeline: RagPipeline, dialogues: list[Dialogue]) -> Evaluation:
+    """hit@top_k of each follow-up with memory (the first question and its answer) and alone."""
+    result = Evaluation()
+    for dialogue in dialogues:
+        result.dialogues += 1
+        first = await pipeline.answer(dialogue.first, user_id=USER_ID)
+        result.first_hits += dialogue.doc in {s.title for s in first.sources}
+        memory = [ChatTurn("user", dialogue.first), ChatTurn("assistant", first.text)]
+        with_memory = await pipeline.retrieve_with_memory(
+            dialogue.followup, user_id=USER_ID, memory=memory
+        )
+        alone = await pipeline.retrieve(dialogue.followup, user_id=USER_ID)
+        hit = dialogue.doc in {c.title for c in with_memory}
+        result.with_memory_hits += hit
+        result.without_memory_hits += dialogue.doc in {c.title for c in alone}
+        if not hit:
+            result.misses_with_memory.append(dialogue.doc)
+    return result
+
+
+async def run(quick: bool) -> Result:
+    followups = load_set()
+    distractor_count = DISTRACTORS[quick]
+    with tempfile.TemporaryDirectory() as tmp:
+        async with fresh_database(Path(tmp) / "followup.db") as db:
+            embedder = await LocalEmbedder.load(db.settings)
+            try:
+                store = LocalVectorStore(db.sessions)
+                distractors = corpus.passages(distractor_count, words=40)
+                await index_documents(
+                    db.sessions, store, embedder, followups.documents, distractors
+                )
+                config = pipeline_config(db.settings)
+                pipeline = RagPipeline(embedder, store, ExtractiveGenerator(embedder), config)
+                start = time.perf_counter()
+                evaluation = await evaluate(pipeline, followups.dialogues)
+                seconds = time.perf_counter() - start
+            finally:
+                await embedder.aclose()
+    gain = evaluation.with_memory - evaluation.without_memory
+    result = Result(
+        name="followup",
+        description="hit@3 of follow-up questions with conversation memory vs without",
+        params={
+            "dialogues": evaluation.dialogues,
+            "documents": len(followups.documents),
+            "distractor_passages": distractor_count,
+            "top_k": config.top_k,
+            "min_score": config.min_score,
+            "condense": config.condense,
+        },
+        metrics={
+            "hit_at_3_with_memory": evaluation.with_memory,
+            "hit_at_3_without_memory": evaluation.without_memory,
+            "gain": gain,
+            "hit_at_3_first_question": evaluation.first,
+            "seconds": seconds,
+        },
+    )
+    result.headline(
+        "follow-up hit@3, memory vs none",
+        evaluation.with_memory,
+        max(evaluation.without_memory, 1e-9),
+        "hit rate",
+    )
+    result.row(
+        "follow-up hit@3 with memory",
+        f"{evaluation.with_memory:.3f} ({evaluation.with_memory_hits}/{evaluation.dialogues})",
+    )
+    result.row(
+        "follow-up hit@3 without memory",
+        f"{evaluation.without_memory:.3f} "
+        f"({evaluation.without_memory_hits}/{evaluation.dialogues}) (baseline)",
+    )
+    result.row(
+        "first question hit@3",
+        f"{evaluation.first:.3f} ({evaluation.first_hits}/{evaluation.dialogues})",
+    )
+    result.row(
+        "knowledge base", f"{len(followups.documents)} documents + {distractor_count} distractors"
+    )
+    result.row("time", f"{seconds:.1f} s for {evaluation.dialogues} dialogues (two turns each)")
+    result.goals.append(
+        Goal(
+            "hit@3 with memory",
+            evaluation.with_memory,
+            f">= {GOAL_WITH_MEMORY}",
+            evaluation.with_memory >= GOAL_WITH_MEMORY,
+        )
+    )
+    result.goals.append(Goal("gain over without", gain, f">= +{GOAL_GAIN}", gain >= GOAL_GAIN))
+    if evaluation.misses_with_memory:
+        result.notes.append("missed with memory: " + ", ".join(evaluation.misses_with_memory))
+    return result
+
+
+if __name__ == "__main__":
+    cli(run)
