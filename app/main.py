@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 from importlib.resources import files
 from typing import Any
 
@@ -28,7 +27,9 @@ from app.errors import install_error_handlers
 from app.http import install_edge
 from app.lifespan import make_lifespan
 from app.limits import BodyLimit
+from app.logs import configure_logging
 from app.openai_compat.errors import install_openai_error_handlers
+from app.openai_compat.router import OPENAI_BODY_PATHS
 from app.openai_compat.router import router as openai_router
 
 DOCS_ASSETS = "/static/docs"
@@ -122,7 +123,7 @@ def _install_openapi(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    logging.basicConfig(level=settings.log_level.upper())
+    configure_logging(settings.log_level)
     app = FastAPI(
         title="RAG Chatbot API",
         version="0.1.0",
@@ -140,7 +141,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit,
         default=settings.max_json_body_bytes,
         # A JSON document's `content` is a document: it keeps the upload limit.
-        overrides={("POST", "/api/documents/"): settings.max_upload_bytes + MULTIPART_OVERHEAD},
+        overrides={
+            ("POST", "/api/documents/"): settings.max_upload_bytes + MULTIPART_OVERHEAD,
+            # OpenAI clients send the whole conversation, or many texts to embed, each time.
+            **{("POST", path): settings.openai_max_body_bytes for path in OPENAI_BODY_PATHS},
+        },
     )
     if settings.docs_enabled:
         _install_docs(app)
