@@ -150,6 +150,7 @@ def api_server(
         "VECTOR_STORE": "local",
         "LLM_BACKEND": "extractive",
         "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",  # the access log is read while the server runs
         "CORS_ORIGINS": frontend_sites.allowed.origin,
         "ROOT_PATH": "",  # the flag below must be what sets the prefix
     }
