@@ -173,10 +173,12 @@ class Settings(BaseSettings):
     api_key_pepper: SecretStr | None = None
     api_key_max_per_user: int = Field(default=20, ge=1)
     api_key_last_used_interval_seconds: int = Field(default=60, ge=0)
+    # Request bodies of POST /v1/chat/completions and /v1/embeddings (others: MAX_JSON_BODY_BYTES).
+    openai_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     openai_max_messages: int = Field(default=500, ge=1)
     openai_max_request_chars: int = Field(default=400_000, ge=1)
     openai_embedding_max_inputs: int = Field(default=256, ge=1)
-    openai_embedding_max_input_chars: int = Field(default=32_000, ge=1)
+    openai_embedding_max_input_chars: int = Field(default=16_000, ge=1)
 
     # Conversations, memory and streaming (issue 7)
     # Budget of the conversation's recent turns in the prompt; the question and context come first.

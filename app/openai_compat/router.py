@@ -33,6 +33,8 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+# Bodies that OPENAI_MAX_BODY_BYTES bounds instead of MAX_JSON_BODY_BYTES.
+OPENAI_BODY_PATHS = ("/v1/chat/completions", "/v1/embeddings")
 
 
 def _cards() -> list[ModelCard]:
