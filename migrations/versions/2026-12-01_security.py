@@ -48,20 +48,18 @@ def upgrade() -> None:
         batch.alter_column("family_id", existing_type=sa.String(length=64), nullable=False)
         batch.create_index(batch.f("ix_refresh_tokens_family_id"), ["family_id"])
 
+    fk = ("fk_vector_entries_document_id_documents", "documents", ["document_id"], ["id"])
     if sqlite:
+        # One recreation per table: a later batch on the same table would reflect it and lose
+        # AUTOINCREMENT again (later migrations must pass the same table_kwargs).
         for table in AUTOINCREMENT_TABLES:
             with op.batch_alter_table(
                 table, recreate="always", table_kwargs={"sqlite_autoincrement": True}
-            ):
-                pass
-    with op.batch_alter_table("vector_entries") as batch:
-        batch.create_foreign_key(
-            batch.f("fk_vector_entries_document_id_documents"),
-            "documents",
-            ["document_id"],
-            ["id"],
-            ondelete="CASCADE",
-        )
+            ) as batch:
+                if table == "vector_entries":
+                    batch.create_foreign_key(*fk, ondelete="CASCADE")
+    else:
+        op.create_foreign_key(fk[0], "vector_entries", *fk[1:], ondelete="CASCADE")
     op.create_index(
         "uq_documents_private_content",
         "documents",
