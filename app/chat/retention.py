@@ -19,12 +19,16 @@ JOB_NAME = "purge_old_chat_messages"
 
 
 async def purge_old_messages(
-    sessions: async_sessionmaker[AsyncSession], *, retention_days: int, batch_size: int
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    retention_days: int,
+    batch_size: int,
+    now: datetime | None = None,
 ) -> int:
-    """Delete messages older than `retention_days`, then the conversations left without
-    messages and idle as long; each batch is its own short transaction. Returns the number of
-    messages deleted."""
-    cutoff = utcnow() - timedelta(days=retention_days)
+    """Delete messages older than `retention_days` (strictly: one exactly that old stays),
+    then the conversations left without messages and idle as long; each batch is its own
+    short transaction. Returns the number of messages deleted. `now` is the clock (tests)."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
     total = 0
     while True:
         async with sessions.begin() as session:

@@ -36,6 +36,12 @@ class FixedStore:
     async def delete(self, ids: Sequence[str]) -> None:
         raise NotImplementedError
 
+    async def delete_documents(self, document_ids: Sequence[int]) -> None:
+        raise NotImplementedError
+
+    async def remove_orphans(self) -> int:
+        raise NotImplementedError
+
     async def aclose(self) -> None:
         return None
 
