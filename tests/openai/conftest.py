@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,17 +176,23 @@ def start_server(workdir: Path, database_url: str, **settings: str) -> Iterator[
             process.wait(timeout=10)
 
 
+@contextmanager
+def live_database(workdir: Path) -> Iterator[str]:
+    """A fresh database for one live server: SQLite in `workdir`, or the emptied PostgreSQL
+    test database (given back with its create_all schema afterwards)."""
+    if not PG_URL:
+        yield f"sqlite+aiosqlite:///{workdir / 'live.db'}"
+        return
+    asyncio.run(_drop_everything(PG_URL, recreate=False))
+    try:
+        yield PG_URL
+    finally:
+        asyncio.run(_drop_everything(PG_URL, recreate=True))
+
+
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One server per test module (start-up loads the embedding model: seconds, not ms)."""
-    import asyncio
-
     workdir = tmp_path_factory.mktemp("live")
-    if PG_URL:
-        asyncio.run(_drop_everything(PG_URL, recreate=False))
-    url = PG_URL or f"sqlite+aiosqlite:///{workdir / 'live.db'}"
-    try:
+    with live_database(workdir) as url:
         yield from start_server(workdir, url)
-    finally:
-        if PG_URL:
-            asyncio.run(_drop_everything(PG_URL, recreate=True))
