@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 PREFIX = "/chatbot"
 STARTUP_TIMEOUT = 120.0
+INHERITED_ENV = frozenset({"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"})
 CHROMIUM_FLAGS = (
     "--headless=new",
     "--no-sandbox",
@@ -43,10 +44,18 @@ CHROMIUM_FLAGS = (
 )
 
 
+_skip_reasons: set[str] = set()
+
+
 def skip_loudly(reason: str) -> None:
-    # Straight to the terminal, past pytest's capture, so a CI log shows it without -rs.
-    print(f"\n*** BROWSER TESTS SKIPPED: {reason} ***", file=sys.__stderr__, flush=True)
+    _skip_reasons.add(reason)  # repeated at the end of the run, see below
     pytest.skip(reason)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # A banner after the results, so a CI log shows it without -rs.
+    for reason in sorted(_skip_reasons):
+        terminalreporter.write_sep("!", f"BROWSER TESTS SKIPPED: {reason}", red=True, bold=True)
 
 
 def require(*binaries: str) -> dict[str, str]:
@@ -138,7 +147,9 @@ def api_server(
     assert chatbot.exists(), f"{chatbot} missing: run `make setup`"
     port = free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")},
+        # Nothing else from the environment: a stray CORS_* or backend setting would change
+        # what is being tested.
+        **{k: v for k, v in os.environ.items() if k in INHERITED_ENV},
         "DATABASE_URL": f"sqlite+aiosqlite:///{work / 'browser.db'}",
         "SECRET_KEY": TEST_SECRET,
         "ENVIRONMENT": "test",
