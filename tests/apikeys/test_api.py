@@ -244,3 +244,26 @@ async def test_keys_and_hashes_never_reach_the_logs(
     assert key not in caplog.text
     assert key[len(row.prefix) :] not in caplog.text
     assert row.key_hash not in caplog.text
+
+
+async def test_deleting_account_removes_keys_and_v1_history(
+    client: httpx.AsyncClient, state: State
+) -> None:
+    headers = await new_user(client)
+    key = (await create_key(client, headers))["key"]
+    turn = await client.post(
+        "/v1/chat/completions",
+        json={"model": "rag", "messages": [{"role": "user", "content": "Hello?"}]},
+        headers=bearer(key),
+    )
+    assert turn.status_code == 200, turn.text
+    deleted = await client.request(
+        "DELETE", "/api/me/", json={"password": "correct horse 1"}, headers=headers
+    )
+    assert deleted.status_code == 204
+    assert await _rows(state) == []
+    async with state["sessions"]() as session:
+        for table in ("chat_messages", "conversations"):
+            count = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()  # noqa: S608
+            assert count == 0, table
+    assert (await client.get("/v1/models", headers=bearer(key))).status_code == 401
