@@ -64,6 +64,12 @@ class InstantStore:
     async def delete(self, ids: Sequence[str]) -> None:
         return None
 
+    async def delete_documents(self, document_ids: Sequence[int]) -> None:
+        return None
+
+    async def remove_orphans(self) -> int:
+        return 0
+
     async def aclose(self) -> None:
         return None
 
