@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Literal
 
 import httpx
@@ -274,3 +278,33 @@ def test_server_log_never_holds_keys_or_tokens(live_server: LiveServer) -> None:
     assert "GET /v1/models" in log  # the access log is on, and holds paths only
     leaked = [s[:12] for s in live_server.secrets if s in log or s[-20:] in log]
     assert leaked == []
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+HANDBOOK = (
+    "# Staff handbook\n"
+    "Every employee gets 25 days of paid leave per year. Up to 5 unused days carry over.\n"
+)
+
+
+def readme_snippet() -> str:
+    section = README.read_text().split("## OpenAI-compatible API", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match, "the OpenAI-compatible API section has no Python snippet"
+    return match.group(1)
+
+
+def test_readme_python_snippet_answers_from_the_knowledge_base(live_server: LiveServer) -> None:
+    key = live_server.new_key("readme@example.com")
+    live_server.upload(key, "handbook.md", HANDBOOK)
+    code = readme_snippet()
+    assert 'base_url="http://localhost:8000/v1", api_key="sk-..."' in code
+    code = code.replace("http://localhost:8000/v1", live_server.v1).replace("sk-...", key)
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        exec(code, {})  # noqa: S102 - the README's own snippet, against our test server
+    plain, sources, streamed = output.getvalue().split("\n", 2)
+    assert "25 days of paid leave" in plain
+    assert "[1]" in plain
+    assert "'title': 'handbook.md'" in sources
+    assert streamed.strip() == plain
