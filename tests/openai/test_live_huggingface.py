@@ -3,15 +3,17 @@ fake on 127.0.0.1), driven by the official `openai` package."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.fakes.huggingface import FakeHuggingFace, status
+from tests.fakes.huggingface import FakeHuggingFace, delay, status
 from tests.fakes.server import serve
 from tests.openai.conftest import LiveServer, live_database, start_server
 
@@ -139,3 +141,31 @@ def test_upstream_failure_mid_stream_raises_api_error(
         with pytest.raises(openai.APIError) as caught:
             list(stream)
     assert caught.value.code == "upstream_error"
+
+
+def test_client_disconnect_mid_stream_stores_the_partial_answer_interrupted(
+    hf_server: LiveServer, fake: FakeHuggingFace
+) -> None:
+    token = hf_server.login("hf-disconnect@example.com")
+    key = hf_server.create_key(token)["key"]
+    hf_server.upload(key, "Observatory", FACT)
+    fake.push(delay(6))  # the LLM is slow to start answering
+    with OpenAI(base_url=hf_server.v1, api_key=key, max_retries=0, timeout=60) as client:
+        stream = client.chat.completions.create(
+            model="rag", messages=[{"role": "user", "content": QUESTION}], stream=True
+        )
+        first = next(iter(stream))  # role and sources come before the LLM's first token
+        conversation = (first.model_extra or {})["conversation_id"]
+        stream.close()
+    deadline = time.monotonic() + 5  # before the fake would have answered
+    bots: list[dict[str, Any]] = []
+    with httpx.Client(base_url=hf_server.url, timeout=10) as http:
+        while not bots and time.monotonic() < deadline:
+            page = http.get(
+                f"/api/conversations/{conversation}/messages/",
+                headers={"Authorization": f"Bearer {token}"},
+            ).json()
+            bots = [m for m in page["items"] if m["role"] == "bot"]
+            time.sleep(0.05)  # polling for the server to notice the disconnect
+    assert bots, "no bot message stored after the client went away"
+    assert bots[-1]["interrupted"] is True
