@@ -35,6 +35,8 @@ USER_ID = 1
 GOAL_WITH_MEMORY = 0.8
 GOAL_GAIN = 0.3
 DISTRACTORS = {False: 400, True: 0}
+# The change-of-topic check pairs each dialogue with the one this many places later.
+SWITCH_OFFSET = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class Evaluation:
     first_hits: int = 0
     with_memory_hits: int = 0
     without_memory_hits: int = 0
+    switch_hits: int = 0
     misses_with_memory: list[str] = field(default_factory=list)
 
     @property
@@ -78,6 +81,10 @@ class Evaluation:
     @property
     def first(self) -> float:
         return self.first_hits / self.dialogues
+
+    @property
+    def switch(self) -> float:
+        return self.switch_hits / self.dialogues
 
 
 async def index_documents(
@@ -121,9 +128,11 @@ async def index_documents(
 
 
 async def evaluate(pipeline: RagPipeline, dialogues: list[Dialogue]) -> Evaluation:
-    """hit@top_k of each follow-up with memory (the first question and its answer) and alone."""
+    """hit@top_k of each follow-up with memory (the first question and its answer) and alone;
+    and, as a check that memory does not get in the way, of a change of topic: another
+    dialogue's first question asked as the second turn."""
     result = Evaluation()
-    for dialogue in dialogues:
+    for n, dialogue in enumerate(dialogues):
         result.dialogues += 1
         first = await pipeline.answer(dialogue.first, user_id=USER_ID)
         result.first_hits += dialogue.doc in {s.title for s in first.sources}
@@ -137,6 +146,9 @@ async def evaluate(pipeline: RagPipeline, dialogues: list[Dialogue]) -> Evaluati
         result.without_memory_hits += dialogue.doc in {c.title for c in alone}
         if not hit:
             result.misses_with_memory.append(dialogue.doc)
+        other = dialogues[(n + SWITCH_OFFSET) % len(dialogues)]
+        switched = await pipeline.retrieve_with_memory(other.first, user_id=USER_ID, memory=memory)
+        result.switch_hits += other.doc in {c.title for c in switched}
     return result
 
 
@@ -176,6 +188,7 @@ async def run(quick: bool) -> Result:
             "hit_at_3_without_memory": evaluation.without_memory,
             "gain": gain,
             "hit_at_3_first_question": evaluation.first,
+            "hit_at_3_topic_switch": evaluation.switch,
             "seconds": seconds,
         },
     )
@@ -197,6 +210,10 @@ async def run(quick: bool) -> Result:
     result.row(
         "first question hit@3",
         f"{evaluation.first:.3f} ({evaluation.first_hits}/{evaluation.dialogues})",
+    )
+    result.row(
+        "change of topic hit@3 with memory",
+        f"{evaluation.switch:.3f} ({evaluation.switch_hits}/{evaluation.dialogues})",
     )
     result.row(
         "knowledge base", f"{len(followups.documents)} documents + {distractor_count} distractors"

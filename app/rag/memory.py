@@ -169,10 +169,11 @@ class LLMCondenser:
 
 def _first_line(text: str) -> str:
     for line in text.strip().splitlines():
-        line = line.strip().strip('"').strip()
-        # Some models repeat the label they were given.
+        line = line.strip()
+        # Some models repeat the label they were given, or quote their answer.
         if line.lower().startswith("standalone question:"):
-            line = line.split(":", 1)[1].strip()
+            line = line.split(":", 1)[1]
+        line = line.strip().strip("\"'").strip()
         if line:
             return line[:CONDENSE_TURN_CHARS]
     return ""

@@ -25,9 +25,10 @@ logger = logging.getLogger(__name__)
 SNIPPET_CHARS = 240
 # Reciprocal rank fusion of several queries' rankings (Cormack et al. 2009 use k = 60; a small
 # k lets the first query's top hits lead). Later queries count less: the first is the most
-# specific (the follow-up with its context, or the LLM's standalone rewrite).
+# specific (the follow-up with its context). Chosen with bench/bench_followup.py, which also
+# checks that a change of topic still finds the new topic's document.
 RRF_K = 5
-QUERY_WEIGHT_DECAY = 0.5
+QUERY_WEIGHT_DECAY = 0.25
 
 
 @dataclass(frozen=True, slots=True)

@@ -250,14 +250,15 @@ async def test_answer_context_fills_window_question_and_context_still_sent() -> 
 
 
 async def test_retrieve_with_memory_rules_fuse_followup_with_previous_question() -> None:
-    # First query (previous question + follow-up) ranks c2 first; the follow-up alone, c1.
+    # The first query (previous question + follow-up) leads; the follow-up alone adds c1.
     store = RankedStore([[_chunk(2, 0.6), _chunk(3, 0.5)], [_chunk(1, 0.7), _chunk(2, 0.4)]])
     pipeline = RagPipeline(ConstantEmbedder(), store, ScriptedGenerator(), PipelineConfig())
     turns = [ChatTurn("user", "How much annual leave do I get?"), ChatTurn("assistant", "25")]
 
     found = await pipeline.retrieve_with_memory("And those?", user_id=1, memory=turns)
 
-    assert [c.id for c in found] == ["c2", "c1", "c3"]
+    assert [c.id for c in found] == ["c2", "c3", "c1"]
+    assert found[0].score == 0.6  # each chunk keeps its best cosine score
     assert store.calls == 2
 
 
