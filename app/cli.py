@@ -159,7 +159,11 @@ async def _create_admin(settings: Settings, email: str, username: str, password:
         if existing is not None:
             existing.is_admin = True
             return f"{data.email} is now an administrator"
-        await register_user(users, build_hasher(settings), data, is_admin=True)
+        hasher = build_hasher(settings)
+        try:
+            await register_user(users, hasher, data, is_admin=True)
+        finally:
+            hasher.close()
         return f"created administrator {data.email}"
 
 

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     # Cost of argon2id; tests lower it. Defaults follow argon2-cffi's RFC 9106 "low memory" profile.
     password_hash_time_cost: int = Field(default=3, ge=1)
     password_hash_memory_kib: int = Field(default=65_536, ge=8)
+    # Threads hashing passwords (a pool of their own, so a login flood cannot starve chat),
+    # and how many calls may wait for them before a 503.
+    password_hash_workers: int = Field(default=1, ge=1)
+    password_hash_max_waiting: int = Field(default=64, ge=0)
 
     # Chat and retention
     chat_max_message_chars: int = Field(default=4_000, ge=1)

@@ -103,6 +103,17 @@ class InvalidInput(AppError):
     default_detail = "The input is not valid."
 
 
+class ServiceBusy(AppError):
+    """Our own capacity, not an upstream's, is exhausted for the moment."""
+
+    status_code = 503
+    code = "busy"
+    default_detail = "The service is busy; try again in a moment."
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
 class UpstreamError(AppError):
     """An AI backend (embedder, vector store, LLM) failed; never raised for our own bugs."""
 

@@ -42,7 +42,10 @@ class State(TypedDict):
 
 def build_hasher(settings: Settings) -> PasswordHasher:
     return PasswordHasher(
-        time_cost=settings.password_hash_time_cost, memory_kib=settings.password_hash_memory_kib
+        time_cost=settings.password_hash_time_cost,
+        memory_kib=settings.password_hash_memory_kib,
+        workers=settings.password_hash_workers,
+        max_waiting=settings.password_hash_max_waiting,
     )
 
 
@@ -81,6 +84,8 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             documents = DocumentService(sessions, rag.embedder, rag.store, settings)
             stack.push_async_callback(documents.aclose)
             await documents.recover()
+            hasher = build_hasher(settings)
+            stack.callback(hasher.close)
             scheduler = None
             if settings.scheduler_enabled:
                 scheduler = await start_retention(settings, sessions)
@@ -90,7 +95,7 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
                 settings=settings,
                 engine=engine,
                 sessions=sessions,
-                hasher=build_hasher(settings),
+                hasher=hasher,
                 tokens=TokenCodec(settings.signing_key, settings.jwt_algorithm),
                 embedder=rag.embedder,
                 store=rag.store,

@@ -178,7 +178,9 @@ def test_cleanup_old_messages_prints_deleted_count(
     code = main(["cleanup"])
 
     assert code == 0
-    assert capsys.readouterr().out == "deleted 3 chat messages older than 30 days\n"
+    assert capsys.readouterr().out == (
+        "deleted 3 chat messages older than 30 days and 0 expired refresh tokens\n"
+    )
     assert in_session(migrated_url, remaining) == 1
 
 
@@ -194,7 +196,7 @@ def test_create_admin_new_email_creates_administrator(
     [user] = users(migrated_url)
     assert (user.email, user.username, user.is_admin) == ("root@example.com", "Root", True)
     hasher = build_hasher(make_settings(migrated_url))
-    assert hasher.verify(ADMIN_PASSWORD, user.password_hash)
+    assert hasher.verify_sync(ADMIN_PASSWORD, user.password_hash)
 
 
 def test_create_admin_existing_admin_keeps_it_and_says_so(

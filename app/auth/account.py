@@ -3,7 +3,6 @@ store."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,7 +36,7 @@ class AccountDeletion:
         self.documents = documents
 
     async def delete(self, user: User, password: str) -> None:
-        if not await asyncio.to_thread(self.hasher.verify, password, user.password_hash):
+        if not await self.hasher.verify(password, user.password_hash):
             raise InvalidCredentials("Incorrect password.")
         async with self.sessions.begin() as session:
             users = UserRepository(session)

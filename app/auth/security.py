@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 from jose import JOSEError, jwt
 from passlib.context import CryptContext
+
+from app.errors import ServiceBusy
+
+_T = TypeVar("_T")
 
 TokenType = Literal["access", "refresh"]
 
@@ -27,9 +35,22 @@ class TokenClaims:
 
 
 class PasswordHasher:
-    """argon2id through passlib. Both calls are CPU-bound (~0.1 s): call them from a thread."""
+    """argon2id through passlib. Both operations cost ~0.1 s of CPU each.
 
-    def __init__(self, *, time_cost: int = 3, memory_kib: int = 65_536) -> None:
+    They run in a pool of their own (`workers` threads), never the default executor that the
+    embedder, PDF parsing and the database driver share: a flood of logins then takes one core
+    at most, and chat keeps the rest. At most `max_waiting` calls queue for it; beyond that
+    `ServiceBusy` (503) answers at once instead of growing the queue without bound.
+    """
+
+    def __init__(
+        self,
+        *,
+        time_cost: int = 3,
+        memory_kib: int = 65_536,
+        workers: int = 1,
+        max_waiting: int = 64,
+    ) -> None:
         self._context = CryptContext(
             schemes=["argon2"],
             argon2__type="ID",
@@ -37,17 +58,36 @@ class PasswordHasher:
             argon2__memory_cost=memory_kib,
             argon2__parallelism=1,
         )
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._admitted = threading.BoundedSemaphore(workers + max_waiting)
         # Verified when the email is unknown, so a login takes as long for any email.
         self.dummy_hash = self._context.hash(uuid.uuid4().hex)
 
-    def hash(self, password: str) -> str:
+    def hash_sync(self, password: str) -> str:
         return str(self._context.hash(password))
 
-    def verify(self, password: str, password_hash: str) -> bool:
+    def verify_sync(self, password: str, password_hash: str) -> bool:
         try:
             return bool(self._context.verify(password, password_hash))
         except ValueError:  # malformed or unknown stored hash
             return False
+
+    async def _run(self, call: Callable[..., _T], *args: str) -> _T:
+        if not self._admitted.acquire(blocking=False):
+            raise ServiceBusy("Too many sign-ins at once; try again in a moment.")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call, *args)
+        finally:
+            self._admitted.release()
+
+    async def hash(self, password: str) -> str:
+        return await self._run(self.hash_sync, password)
+
+    async def verify(self, password: str, password_hash: str) -> bool:
+        return await self._run(self.verify_sync, password, password_hash)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class TokenCodec:

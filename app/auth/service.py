@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 from typing import TypeGuard
@@ -42,7 +41,7 @@ async def register_user(
 ) -> User:
     if await users.get_by_email(data.email) is not None:
         raise EmailTaken()
-    password_hash = await asyncio.to_thread(hasher.hash, data.password)
+    password_hash = await hasher.hash(data.password)
     user = User(
         email=data.email.lower(),
         username=data.username,
@@ -95,14 +94,14 @@ class AuthService:
         user = await self.users.get_by_email(email)
         # Unknown emails verify against a dummy hash so both failures take the same time.
         stored = user.password_hash if user else self.hasher.dummy_hash
-        valid = await asyncio.to_thread(self.hasher.verify, password, stored)
+        valid = await self.hasher.verify(password, stored)
         if user is None or not valid or not user.is_active:
             raise InvalidCredentials()
         return user
 
     async def verify_password(self, user: User, password: str) -> None:
         """Re-authentication before a destructive action; InvalidCredentials if wrong."""
-        if not await asyncio.to_thread(self.hasher.verify, password, user.password_hash):
+        if not await self.hasher.verify(password, user.password_hash):
             raise InvalidCredentials("Incorrect password.")
 
     async def issue_tokens(self, user: User, *, family_id: str | None = None) -> TokenPair:

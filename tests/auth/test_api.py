@@ -94,9 +94,9 @@ async def test_login_unknown_email_still_verifies_a_hash(
     calls: list[str] = []
     original = state["hasher"].verify
 
-    def spy(password: str, stored: str) -> bool:
+    async def spy(password: str, stored: str) -> bool:
         calls.append(stored)
-        return original(password, stored)
+        return await original(password, stored)
 
     monkeypatch.setattr(state["hasher"], "verify", spy)
     await client.post("/api/login/", json={"email": "nobody@example.com", "password": "whatever1"})
