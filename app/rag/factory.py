@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.rag.errors import BackendUnavailable
 from app.rag.pipeline import PipelineConfig, RagPipeline
 from app.rag.protocols import Embedder, Generator, VectorStore
 
+__all__ = ["BackendUnavailable", "RagBackends", "build_backends"]  # re-exported for callers
+
 logger = logging.getLogger(__name__)
-
-
-class BackendUnavailable(RuntimeError):
-    """A configured backend cannot be built (missing package, model or setting)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import utcnow
 from app.documents.models import Document, DocumentStatus
-from app.rag.backends import local
 from app.rag.backends.local import LocalVectorStore
+from app.rag.backends.local import store as local_store
 from app.rag.protocols import ChunkRecord
 
 
@@ -128,7 +128,7 @@ async def test_upsert_new_ids_loads_incrementally_without_full_reload(
 async def test_load_in_pages_sees_every_row(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local, "LOAD_PAGE_ROWS", 4)
+    monkeypatch.setattr(local_store, "LOAD_PAGE_ROWS", 4)
     await LocalVectorStore(sessions).upsert([_record(n, owner=n % 3 or None) for n in range(23)])
     reader = LocalVectorStore(sessions)
     for n in range(23):
