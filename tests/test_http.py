@@ -49,6 +49,9 @@ async def test_redoc_page_loads_bundled_assets_only(client: httpx.AsyncClient) -
     assert "/static/docs/redoc.standalone.js" in page.text
     assert "cdn." not in page.text
     assert "fonts.googleapis" not in page.text
+    # ReDoc's sidebar logo comes from its vendor's CDN unless the page's policy refuses it.
+    assert "img-src 'self' data:" in page.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
     assert (await client.get("/static/docs/redoc.standalone.js")).status_code == 200
 
 

@@ -87,3 +87,38 @@ def test_docs_authorize_under_prefix_chat_answers_200(proxy: str, browser: WebDr
     curl = operation.find_element(By.CSS_SELECTOR, ".curl-command").text
     assert f"{PREFIX}/api/chat/" in curl
     assert "Authorization: Bearer " in curl
+    loaded: list[str] = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name)"
+    )
+    assert all(url.startswith(f"{proxy}/") for url in loaded), loaded
+
+
+def test_redoc_under_prefix_renders_from_bundled_assets(proxy: str, browser: WebDriver) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    # Record what the page's Content-Security-Policy blocks, from before its scripts run.
+    browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument",
+        {
+            "source": "window.blocked = []; document.addEventListener("
+            "'securitypolicyviolation', (e) => window.blocked.push(e.blockedURI));"
+        },
+    )
+    browser.get(f"{proxy}/redoc")
+    title = WebDriverWait(browser, TIMEOUT).until(
+        ec.visibility_of_element_located((By.CSS_SELECTOR, "h1"))
+    )
+    assert title.text.startswith("RAG Chatbot API")
+    # ReDoc read the schema through the prefix and rendered its operations.
+    assert "/api/chat/" in browser.find_element(By.TAG_NAME, "body").text
+    loaded: list[str] = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name)"
+    )
+    blocked: list[str] = browser.execute_script("return window.blocked")
+    assert f"{proxy}/static/docs/redoc.standalone.js" in loaded
+    # ReDoc's CDN logo is refused by the page's policy; nothing else leaves our host.
+    assert all(url.startswith("https://cdn.redoc.ly/") for url in blocked), blocked
+    fetched = [url for url in loaded if url not in blocked]
+    assert all(url.startswith(f"{proxy}/") for url in fetched), loaded
