@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import numpy as np
@@ -154,7 +154,9 @@ async def test_chat_memory_disabled_sends_no_earlier_turns(
 class ConstantEmbedder:
     dimension = 4
 
-    async def embed(self, texts: Sequence[str]) -> Matrix:
+    async def embed(
+        self, texts: Sequence[str], *, priority: Literal["query", "bulk"] = "query"
+    ) -> Matrix:
         return np.eye(4, dtype=np.float32)[[0] * len(texts)]
 
     async def aclose(self) -> None:
