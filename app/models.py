@@ -7,6 +7,7 @@ from app.conversations.models import Conversation
 from app.db import Base
 from app.documents.models import Document
 from app.rag.backends.local import VectorEntry, VectorStoreState
+from app.rag.lexical import LexicalChunk
 from app.scheduler import JobRun
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Conversation",
     "Document",
     "JobRun",
+    "LexicalChunk",
     "RefreshToken",
     "User",
     "VectorEntry",

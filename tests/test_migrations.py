@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from app.cli import alembic_config
 from app.db import create_engine
 from app.models import Base
+from app.rag.lexical import FTS_SHADOW_TABLES, is_index_object
 from tests.conftest import make_settings
 
 MODEL_TABLES = set(Base.metadata.tables)
@@ -56,11 +57,20 @@ async def _inspect(config: Config, check: Any) -> Any:
 
 
 async def table_names(config: Config) -> set[str]:
-    return set(await _inspect(config, lambda conn: inspect(conn).get_table_names()))
+    # The lexical index's FTS5 tables are made by DDL outside the models (app.rag.lexical).
+    names = set(await _inspect(config, lambda conn: inspect(conn).get_table_names()))
+    return names - FTS_SHADOW_TABLES
+
+
+def _include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    parent = getattr(getattr(obj, "table", None), "name", None)
+    return not is_index_object(name, type_, parent)
 
 
 def _model_diff(conn: Connection) -> list[Any]:
-    context = MigrationContext.configure(conn, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        conn, opts={"compare_type": True, "include_object": _include}
+    )
     return list(compare_metadata(context, Base.metadata))
 
 

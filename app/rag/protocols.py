@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,8 @@ Vector = npt.NDArray[np.float32]
 """One embedding, 1-D float32, L2-normalised."""
 Matrix = npt.NDArray[np.float32]
 """Embeddings row by row, shape (n, dimension), float32, L2-normalised."""
+Priority = Literal["query", "bulk"]
+"""Who waits for an embedding: a user's question ("query") or ingestion ("bulk")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +26,8 @@ class ChunkRecord:
     """A chunk of a document with its embedding, as stored in a vector store.
 
     `owner_id` is the user the document belongs to, or None for a shared document that every
-    user's questions may retrieve.
+    user's questions may retrieve. `text` is the chunk as shown to users; `heading` is the
+    section it belongs to (markdown), indexed with the title but not part of `text`.
     """
 
     id: str
@@ -33,6 +36,7 @@ class ChunkRecord:
     title: str
     text: str
     vector: Vector
+    heading: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +94,11 @@ class Embedder(Protocol):
     @property
     def dimension(self) -> int: ...
 
-    async def embed(self, texts: Sequence[str]) -> Matrix:
-        """Embed `texts` (batched as the backend sees fit); shape (len(texts), dimension)."""
+    async def embed(self, texts: Sequence[str], *, priority: Priority = "query") -> Matrix:
+        """Embed `texts` (batched as the backend sees fit); shape (len(texts), dimension).
+
+        A backend with a queue of its own serves "query" calls before "bulk" ones (ingestion);
+        remote backends may ignore it."""
         ...
 
     async def aclose(self) -> None: ...
