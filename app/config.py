@@ -199,6 +199,15 @@ class Settings(BaseSettings):
     # An SSE comment is sent at least this often while a stream waits on the upstream.
     sse_keepalive_seconds: float = Field(default=15, gt=0)
 
+    # Performance (issue 10) and the embedder's priority lane (issue 9, fair sharing)
+    # Local embedder: ingestion encodes this many chunks at a time, and a chat query waits for
+    # at most one such sub-batch (queries go first).
+    embedding_bulk_sub_batch: int = Field(default=4, ge=1)
+    # Local embedder: recent query vectors kept, so a turn's question is encoded once.
+    embedding_query_cache: int = Field(default=256, ge=0)
+    # Extractive answers: sentence vectors kept by content hash (384 floats each: 1.5 KiB).
+    extractive_cache_vectors: int = Field(default=20_000, ge=0)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

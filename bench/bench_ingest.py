@@ -24,7 +24,7 @@ from app.documents.chunking import chunk_text
 from app.documents.models import DocumentStatus
 from app.documents.service import EMBED_BATCH, DocumentService, NewDocument
 from app.rag.backends.local import LocalEmbedder, LocalVectorStore, resolve_model_path
-from app.rag.protocols import ChunkRecord, Matrix
+from app.rag.protocols import ChunkRecord, Matrix, Priority
 from bench import corpus
 from bench.harness import Goal, Result, bench_settings, cli, fresh_database, peak_rss_mb
 
@@ -43,10 +43,10 @@ class TimedEmbedder:
     def dimension(self) -> int:
         return self.inner.dimension
 
-    async def embed(self, texts: Sequence[str]) -> Matrix:
+    async def embed(self, texts: Sequence[str], *, priority: Priority = "query") -> Matrix:
         start = time.perf_counter()
         try:
-            return await self.inner.embed(texts)
+            return await self.inner.embed(texts, priority=priority)
         finally:
             self.seconds += time.perf_counter() - start
 

@@ -25,7 +25,14 @@ from app.chat.models import ChatMessage
 from app.chat.service import ChatService
 from app.main import create_app
 from app.rag.pipeline import PipelineConfig, RagPipeline
-from app.rag.protocols import ChunkRecord, GenerationRequest, Matrix, ScoredChunk, Vector
+from app.rag.protocols import (
+    ChunkRecord,
+    GenerationRequest,
+    Matrix,
+    Priority,
+    ScoredChunk,
+    Vector,
+)
 from app.testing import running_app
 from bench import corpus
 from bench.harness import UNUSED_REMOTE_BACKENDS, Result, cli, fresh_database
@@ -44,7 +51,7 @@ class InstantEmbedder:
     def dimension(self) -> int:
         return DIMENSION
 
-    async def embed(self, texts: Sequence[str]) -> Matrix:
+    async def embed(self, texts: Sequence[str], *, priority: Priority = "query") -> Matrix:
         return self._matrix if len(texts) == 1 else np.repeat(self._matrix, len(texts), axis=0)
 
     async def aclose(self) -> None:

@@ -56,7 +56,7 @@ def build_generator(settings: Settings, embedder: Embedder) -> Generator:
         return HuggingFaceGenerator.from_settings(settings)
     from app.rag.backends.local import ExtractiveGenerator
 
-    return ExtractiveGenerator(embedder)
+    return ExtractiveGenerator(embedder, cache_vectors=settings.extractive_cache_vectors)
 
 
 def pipeline_config(settings: Settings) -> PipelineConfig:

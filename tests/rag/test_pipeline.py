@@ -8,13 +8,20 @@ import numpy as np
 
 from app.rag import prompts
 from app.rag.pipeline import PipelineConfig, RagPipeline
-from app.rag.protocols import ChunkRecord, GenerationRequest, Matrix, ScoredChunk, Vector
+from app.rag.protocols import (
+    ChunkRecord,
+    GenerationRequest,
+    Matrix,
+    Priority,
+    ScoredChunk,
+    Vector,
+)
 
 
 class OneHotEmbedder:
     dimension = 4
 
-    async def embed(self, texts: Sequence[str]) -> Matrix:
+    async def embed(self, texts: Sequence[str], *, priority: Priority = "query") -> Matrix:
         return np.eye(4, dtype=np.float32)[[0] * len(texts)]
 
     async def aclose(self) -> None:

@@ -7,6 +7,8 @@ import asyncio
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db import utcnow
+from app.documents.models import Document, DocumentStatus
 from app.rag.backends.local import LocalEmbedder, LocalVectorStore
 from app.rag.protocols import ChunkRecord
 from tests.conftest import make_settings
@@ -63,6 +65,24 @@ async def test_retrieval_ranks_right_document_first_for_90_percent(
 ) -> None:
     store = LocalVectorStore(sessions)
     names = list(DOCUMENTS)
+    now = utcnow()
+    async with sessions.begin() as session:  # vectors belong to documents (a foreign key)
+        session.add_all(
+            Document(
+                id=i,
+                owner_id=None,
+                shared=True,
+                title=name,
+                content_type="text/plain",
+                content=DOCUMENTS[name],
+                content_hash=f"{i:064d}",
+                status=DocumentStatus.READY,
+                chunks=1,
+                created_at=now,
+                updated_at=now,
+            )
+            for i, name in enumerate(names)
+        )
     vectors = await embedder.embed([DOCUMENTS[n] for n in names])
     await store.upsert(
         [

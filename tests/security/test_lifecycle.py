@@ -196,13 +196,13 @@ async def test_delete_during_background_ingestion_stops_within_one_batch(
         batches = 0
         second_batch, deleted = asyncio.Event(), asyncio.Event()
 
-        async def counting_embed(texts: Any) -> Any:
+        async def counting_embed(texts: Any, **kwargs: Any) -> Any:
             nonlocal batches
             batches += 1
             if batches == 2:  # the delete lands while ingestion is under way
                 second_batch.set()
                 await deleted.wait()
-            return await embed(texts)
+            return await embed(texts, **kwargs)
 
         state["documents"].embedder.embed = counting_embed  # type: ignore[method-assign]
         created = (

@@ -32,7 +32,7 @@ from huggingface_hub.errors import (
 
 from app.config import Settings
 from app.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from app.rag.protocols import GenerationRequest, Matrix
+from app.rag.protocols import GenerationRequest, Matrix, Priority
 
 logger = logging.getLogger(__name__)
 
@@ -248,8 +248,9 @@ class HuggingFaceEmbedder:
     def dimension(self) -> int:
         return self._dimension
 
-    async def embed(self, texts: Sequence[str]) -> Matrix:
-        """Embed `texts` in batches of `batch_size`; shape (len(texts), dimension)."""
+    async def embed(self, texts: Sequence[str], *, priority: Priority = "query") -> Matrix:
+        """Embed `texts` in batches of `batch_size`; shape (len(texts), dimension). The
+        server queues requests itself: `priority` is not sent."""
         matrix = np.empty((len(texts), self._dimension), dtype=np.float32)
         for start in range(0, len(texts), self._batch_size):
             batch = list(texts[start : start + self._batch_size])

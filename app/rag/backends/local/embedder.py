@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import OrderedDict, deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ import numpy as np
 
 from app.config import Settings
 from app.rag.errors import BackendUnavailable
-from app.rag.protocols import Matrix
+from app.rag.protocols import Matrix, Priority, Vector
 
 logger = logging.getLogger(__name__)
 
@@ -62,28 +65,56 @@ def _load_model(path: Path) -> Any:
         return model
 
 
-_Pending = tuple[list[str], "asyncio.Future[Matrix]"]
+@dataclass(slots=True)
+class _Job:
+    """One embed() call waiting for the encoder; bulk jobs are encoded a sub-batch at a time."""
+
+    texts: list[str]
+    future: asyncio.Future[Matrix]
+    out: Matrix | None = None
+    done: int = 0
 
 
 class LocalEmbedder:
     """all-MiniLM-L6-v2 (or any local sentence-transformers model) on the CPU, in a thread.
 
-    One encode runs at a time (torch already uses every core). Calls that arrive meanwhile
-    are merged into the next encode: concurrent chat questions share one forward pass.
+    One encode runs at a time, on a thread of its own (torch already uses every core; the
+    default pool is shared with PDF parsing). Two lanes: chat queries that arrive meanwhile
+    are merged into the next encode (concurrent questions share one forward pass) and always
+    go first; ingestion ("bulk") is encoded `bulk_sub_batch` texts at a time, so a query waits
+    behind at most one small sub-batch, never a whole ingestion batch. Recent query vectors
+    are kept, so the question of a turn is encoded once however many parts ask for it.
     """
 
-    def __init__(self, model: Any, *, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        batch_size: int = 32,
+        bulk_sub_batch: int = 4,
+        query_cache: int = 256,
+    ) -> None:
         self._model = model
         self._batch_size = batch_size
+        self._bulk_sub_batch = bulk_sub_batch
         self._dimension = int(model.get_embedding_dimension())
-        self._pending: list[_Pending] = []
+        self._queries: list[_Job] = []
+        self._bulk: deque[_Job] = deque()
         self._drainer: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._recent: OrderedDict[str, Vector] = OrderedDict()
+        self._recent_max = query_cache
 
     @classmethod
     async def load(cls, settings: Settings) -> LocalEmbedder:
         path = resolve_model_path(settings.embedding_model)
         model = await asyncio.to_thread(_load_model, path)
-        return cls(model, batch_size=settings.embedding_batch_size)
+        return cls(
+            model,
+            batch_size=settings.embedding_batch_size,
+            bulk_sub_batch=settings.embedding_bulk_sub_batch,
+            query_cache=settings.embedding_query_cache,
+        )
 
     @property
     def dimension(self) -> int:
@@ -99,41 +130,100 @@ class LocalEmbedder:
         )
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self._dimension)
 
-    async def embed(self, texts: Sequence[str]) -> Matrix:
+    async def embed(self, texts: Sequence[str], *, priority: Priority = "query") -> Matrix:
         if not texts:
             return np.zeros((0, self._dimension), dtype=np.float32)
-        future: asyncio.Future[Matrix] = asyncio.get_running_loop().create_future()
-        self._pending.append((list(texts), future))
+        if priority == "bulk":
+            return await self._submit(list(texts), bulk=True)
+        out = np.empty((len(texts), self._dimension), dtype=np.float32)
+        missing: list[int] = []
+        for i, text in enumerate(texts):
+            if (vector := self._recent.get(text)) is not None:
+                self._recent.move_to_end(text)
+                out[i] = vector
+            else:
+                missing.append(i)
+        if missing:
+            vectors = await self._submit([texts[i] for i in missing], bulk=False)
+            for i, vector in zip(missing, vectors, strict=True):
+                out[i] = vector
+                self._remember(texts[i], vector)
+        return out
+
+    def _remember(self, text: str, vector: Vector) -> None:
+        if self._recent_max:
+            self._recent[text] = vector.copy()
+            self._recent.move_to_end(text)
+            while len(self._recent) > self._recent_max:
+                self._recent.popitem(last=False)
+
+    async def _submit(self, texts: list[str], *, bulk: bool) -> Matrix:
+        job = _Job(texts, asyncio.get_running_loop().create_future())
+        (self._bulk.append if bulk else self._queries.append)(job)
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
-        return await future
+        return await job.future
+
+    async def _run(self, texts: list[str]) -> Matrix:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._encode, texts)
 
     async def _drain(self) -> None:
-        batch: list[_Pending] = []
+        batch: list[_Job] = []
         try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                batch = [(texts, f) for texts, f in batch if not f.done()]  # drop cancelled
-                try:
-                    vectors = await asyncio.to_thread(
-                        self._encode, [t for texts, _ in batch for t in texts]
-                    )
-                except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                offset = 0
-                for texts, future in batch:
-                    if not future.done():
-                        future.set_result(vectors[offset : offset + len(texts)])
-                    offset += len(texts)
+            while self._queries or self._bulk:
+                if self._queries:
+                    batch, self._queries = self._queries, []
+                    batch = [job for job in batch if not job.future.done()]  # drop cancelled
+                    await self._encode_queries(batch)
+                    batch = []
+                else:
+                    await self._encode_bulk_step()
         finally:
-            for _, future in batch + self._pending:  # unanswered only if this task is cancelled
-                if not future.done():
-                    future.cancel()
+            # Unanswered only if this task is cancelled.
+            for job in [*batch, *self._queries, *self._bulk]:
+                if not job.future.done():
+                    job.future.cancel()
+
+    async def _encode_queries(self, batch: list[_Job]) -> None:
+        if not batch:
+            return
+        try:
+            vectors = await self._run([t for job in batch for t in job.texts])
+        except Exception as exc:
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        offset = 0
+        for job in batch:
+            if not job.future.done():
+                job.future.set_result(vectors[offset : offset + len(job.texts)])
+            offset += len(job.texts)
+
+    async def _encode_bulk_step(self) -> None:
+        job = self._bulk[0]
+        if job.future.done():  # cancelled by its caller
+            self._bulk.popleft()
+            return
+        part = job.texts[job.done : job.done + self._bulk_sub_batch]
+        try:
+            vectors = await self._run(part)
+        except Exception as exc:
+            self._bulk.popleft()
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return
+        if job.out is None:
+            job.out = np.empty((len(job.texts), self._dimension), dtype=np.float32)
+        job.out[job.done : job.done + len(part)] = vectors
+        job.done += len(part)
+        if job.done == len(job.texts):
+            self._bulk.popleft()
+            if not job.future.done():
+                job.future.set_result(job.out)
 
     async def aclose(self) -> None:
         if self._drainer is not None:
             self._drainer.cancel()
             await asyncio.gather(self._drainer, return_exceptions=True)
+        self._thread.shutdown(wait=False, cancel_futures=True)
