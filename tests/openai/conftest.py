@@ -33,14 +33,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _drop_everything(url: str, *, recreate: bool) -> None:
-    """On PostgreSQL the server migrates the shared test database itself: empty it first,
-    and give the other tests their create_all schema back afterwards."""
+async def _reset_postgres(url: str, *, recreate: bool) -> None:
+    """On PostgreSQL the server migrates the test database itself: empty it first (the whole
+    schema, whatever earlier migrations made), and give the other tests their create_all
+    schema back afterwards."""
     engine = create_engine(make_settings(url))
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.drop_all)
-            await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
             if recreate:
                 await conn.run_sync(Base.metadata.create_all)
     finally:
@@ -183,11 +184,11 @@ def live_database(workdir: Path) -> Iterator[str]:
     if not PG_URL:
         yield f"sqlite+aiosqlite:///{workdir / 'live.db'}"
         return
-    asyncio.run(_drop_everything(PG_URL, recreate=False))
+    asyncio.run(_reset_postgres(PG_URL, recreate=False))
     try:
         yield PG_URL
     finally:
-        asyncio.run(_drop_everything(PG_URL, recreate=True))
+        asyncio.run(_reset_postgres(PG_URL, recreate=True))
 
 
 @pytest.fixture(scope="module")
