@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 
 from app.rag.text import count_tokens, split_sentences
 
@@ -60,3 +61,52 @@ def chunk_text(
     if current:
         chunks.append("\n".join(s for s, _ in current))
     return chunks
+
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+HEADING_SEPARATOR = " > "
+TITLE_SEPARATOR = " — "
+
+
+def _heading(line: str) -> tuple[int, str] | None:
+    match = _HEADING.match(line)
+    return (len(match.group(1)), match.group(2)) if match else None
+
+
+def markdown_headings(chunks: Sequence[str]) -> list[str]:
+    """For each chunk of a markdown text, the path of the section it starts in
+    ("Setup > Linux"). Neighbours share their overlap, so a chunk's opening lines are located
+    in the previous chunk and the headings are those in force there."""
+    headings: list[str] = []
+    previous: list[str] = []
+    previous_states: list[tuple[tuple[int, str], ...]] = []
+    for chunk in chunks:
+        lines = chunk.split("\n")
+        overlap = next(
+            (m for m in range(min(len(lines), len(previous)), 0, -1) if lines[:m] == previous[-m:]),
+            0,
+        )
+        stack = previous_states[len(previous) - overlap] if previous_states else ()
+        states: list[tuple[tuple[int, str], ...]] = []
+        at_content: tuple[tuple[int, str], ...] | None = None
+        for line in lines:
+            states.append(stack)
+            if (found := _heading(line)) is not None:
+                level = found[0]
+                stack = (*(h for h in stack if h[0] < level), found)
+            elif at_content is None:
+                at_content = stack
+        states.append(stack)
+        headings.append(HEADING_SEPARATOR.join(h[1] for h in (at_content or stack)))
+        previous, previous_states = lines, states
+    return headings
+
+
+def embedding_text(title: str, heading: str, text: str) -> str:
+    """What is embedded (and indexed) for a chunk: its text under its document title and
+    section heading, so a chunk that says "it" still carries what it is about. The stored,
+    displayed text stays the chunk itself."""
+    parts = [title.strip()] if title.strip() else []
+    parts += [h for h in heading.split(HEADING_SEPARATOR) if h.strip() and h.strip() not in parts]
+    label = TITLE_SEPARATOR.join(parts)
+    return f"{label}\n{text}" if label else text

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import utcnow
-from app.documents.chunking import chunk_text
+from app.documents.chunking import chunk_text, embedding_text, markdown_headings
 from app.documents.extraction import ExtractionLimits
 from app.documents.models import Document, DocumentStatus, chunk_id
 from app.documents.repository import DocumentRepository
@@ -222,12 +222,23 @@ class DocumentService:
         any process) stops ingestion within one batch; what was written is then removed.
         """
         owner = None if document.shared else document.owner_id
+        # Titled chunks: embedded and indexed under the title and section heading; the stored
+        # text stays the chunk. Applies to what is ingested from now on (re-ingest to refresh).
+        headings = (
+            markdown_headings(chunks)
+            if document.content_type == "text/markdown"
+            else [""] * len(chunks)
+        )
         try:
             for start in range(0, len(chunks), EMBED_BATCH):
                 if not await self._still_wanted(document.id):
                     raise DocumentRemoved
                 batch = chunks[start : start + EMBED_BATCH]
-                vectors = await self.embedder.embed(batch)
+                titled = [
+                    embedding_text(document.title, headings[start + i], text)
+                    for i, text in enumerate(batch)
+                ]
+                vectors = await self.embedder.embed(titled)
                 try:
                     await self.store.upsert(
                         [
@@ -238,6 +249,7 @@ class DocumentService:
                                 title=document.title,
                                 text=text,
                                 vector=vectors[i],
+                                heading=headings[start + i],
                             )
                             for i, text in enumerate(batch)
                         ]

@@ -31,7 +31,6 @@ from app.rag.lexical import LexicalHit, LexicalIndex
 from app.rag.protocols import ChunkRecord, ScoredChunk, Vector, VectorStore
 
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
-TITLE_SEPARATOR = " — "
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +41,6 @@ class FusionConfig:
     rrf_k: int = 60
     # Each search returns this many candidates (at least top_k) before fusion and dedupe.
     candidates: int = 30
-
-
-def embedding_text(title: str, heading: str, text: str) -> str:
-    """What is embedded for a chunk: its text under its document title and section heading,
-    so a chunk that says "it" still carries what it is about. The stored text stays as is."""
-    label = TITLE_SEPARATOR.join(part for part in (title.strip(), heading.strip()) if part)
-    return f"{label}\n{text}" if label else text
 
 
 def _lines(text: str) -> set[str]:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.documents.chunking import embedding_text
 from app.rag.backends.local import LocalVectorStore
 from app.rag.hybrid import (
     FusionConfig,
@@ -13,7 +14,6 @@ from app.rag.hybrid import (
     RetrievalMode,
     StoredVectorScorer,
     dedupe_overlapping,
-    embedding_text,
     fuse,
     search_store,
 )
@@ -72,8 +72,11 @@ def test_dedupe_drops_worse_neighbour_sharing_a_sentence() -> None:
 
 
 def test_embedding_text_puts_title_and_heading_before_the_text() -> None:
-    assert embedding_text("Handbook", "## Leave", "It is 25 days.") == (
-        "Handbook — ## Leave\nIt is 25 days."
+    assert embedding_text("Handbook", "Leave > Carry-over", "It is 5 days.") == (
+        "Handbook — Leave — Carry-over\nIt is 5 days."
+    )
+    assert embedding_text("Handbook", "Handbook > Leave", "It is 25 days.") == (
+        "Handbook — Leave\nIt is 25 days."
     )
     assert embedding_text("Handbook", "", "It is 25 days.") == "Handbook\nIt is 25 days."
 
