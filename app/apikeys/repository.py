@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apikeys.models import ApiKey
@@ -34,6 +34,15 @@ class ApiKeyRepository:
             or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
         )
         return int((await self.session.execute(query)).scalar_one())
+
+    async def prune(self, user_id: int, now: datetime) -> None:
+        """Delete the user's revoked and expired keys: they can never authenticate again."""
+        await self.session.execute(
+            delete(ApiKey).where(
+                ApiKey.user_id == user_id,
+                or_(ApiKey.revoked_at.is_not(None), ApiKey.expires_at <= now),
+            )
+        )
 
     async def revoke(self, key_id: int, user_id: int, now: datetime) -> bool:
         """Revoke the user's key; False if it is unknown, someone else's or already revoked."""

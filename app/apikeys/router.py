@@ -39,7 +39,8 @@ async def require_login_token(token: Annotated[str | None, Depends(oauth2_scheme
 async def create_key(
     body: ApiKeyCreate, user: CurrentUser, service: ApiKeyServiceDep
 ) -> ApiKeyCreated:
-    """Create a personal API key (`sk-...`) for `Authorization: Bearer`. It is shown once."""
+    """Create a personal API key (`sk-...`) for `Authorization: Bearer`. It is shown once.
+    Your revoked and expired keys are deleted now (they can never work again)."""
     key, plaintext = await service.create(user, body)
     return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=plaintext)
 

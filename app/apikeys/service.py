@@ -48,6 +48,8 @@ class ApiKeyService:
             raise InvalidInput("expires_at must be in the future.")
         if await self.keys.count_usable(user.id, now) >= self.max_per_user:
             raise TooManyApiKeys()
+        # Keeps a user's rows within the limit however often keys are made and revoked.
+        await self.keys.prune(user.id, now)
         plaintext = generate_key()
         key = ApiKey(
             user_id=user.id,

@@ -267,3 +267,22 @@ async def test_deleting_account_removes_keys_and_v1_history(
             count = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()  # noqa: S608
             assert count == 0, table
     assert (await client.get("/v1/models", headers=bearer(key))).status_code == 401
+
+
+async def test_create_key_prunes_revoked_and_expired_keys(
+    client: httpx.AsyncClient, state: State
+) -> None:
+    headers = await new_user(client)
+    revoked = await create_key(client, headers, name="revoked")
+    expired = await create_key(client, headers, name="expired")
+    kept = await create_key(client, headers, name="kept")
+    await client.delete(f"/api/keys/{revoked['id']}/", headers=headers)
+    await _sql(
+        state,
+        "UPDATE api_keys SET expires_at = :past WHERE id = :id",
+        past=datetime.now(UTC) - timedelta(seconds=1),
+        id=expired["id"],
+    )
+    assert len(await _rows(state)) == 3
+    new = await create_key(client, headers, name="new")
+    assert [row.id for row in await _rows(state)] == [kept["id"], new["id"]]
