@@ -21,6 +21,7 @@ FACT = "The Quillon observatory keeps its telescope lens in a vault beneath Lake
 QUESTION = "Where does the Quillon observatory keep its telescope lens?"
 ANSWER = "It is kept in a vault beneath Lake Varnis [1]."
 LLM_MAX_TOKENS = 300
+KEEPALIVE_SECONDS = 0.2
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,7 @@ def hf_server(
             llm_retry_deadline_seconds="0.2",
             llm_max_tokens=str(LLM_MAX_TOKENS),
             hf_hub_offline="0",  # huggingface_hub refuses every call when offline
+            sse_keepalive_seconds=str(KEEPALIVE_SECONDS),
         )
 
 
@@ -169,3 +171,28 @@ def test_client_disconnect_mid_stream_stores_the_partial_answer_interrupted(
             time.sleep(0.05)  # polling for the server to notice the disconnect
     assert bots, "no bot message stored after the client went away"
     assert bots[-1]["interrupted"] is True
+
+
+def test_slow_upstream_stream_gets_keepalive_comments_that_sdks_skip(
+    hf_server: LiveServer, fake: FakeHuggingFace
+) -> None:
+    key = hf_server.new_key("hf-keepalive@example.com")
+    hf_server.upload(key, "Observatory", FACT)
+    fake.push(delay(1.5))
+    body = {"model": "rag", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
+    with (
+        httpx.Client(base_url=hf_server.v1, timeout=30) as http,
+        http.stream(
+            "POST", "/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+        ) as response,
+    ):
+        lines = [line for line in response.iter_lines() if line]
+    first_content = next(i for i, line in enumerate(lines) if '"content": "It' in line)
+    assert ": keepalive" in lines[1:first_content]  # sent while the LLM was silent
+    assert lines[-1] == "data: [DONE]"
+    fake.push(delay(1.5))
+    with OpenAI(base_url=hf_server.v1, api_key=key, max_retries=0, timeout=30) as client:
+        stream = client.chat.completions.create(
+            model="rag", messages=[{"role": "user", "content": QUESTION}], stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == ANSWER
