@@ -22,6 +22,7 @@ from app.openai_compat.schemas import (
     ModelCard,
     ModelList,
 )
+from app.ratelimit import OpenAIChatRateLimit
 
 # A fixed date: the models are part of this service, not versions that come and go.
 MODELS_CREATED = 1_764_547_200  # 2025-12-01T00:00:00Z
@@ -71,7 +72,9 @@ def get_embedding_service(state: StateDep) -> EmbeddingService:
 
 
 @router.post(
-    "/embeddings", response_model=EmbeddingList, responses=_errors(400, 401, 404, 502, 503, 504)
+    "/embeddings",
+    response_model=EmbeddingList,
+    responses=_errors(400, 401, 404, 413, 502, 503, 504),
 )
 async def create_embeddings(
     body: EmbeddingRequest,
@@ -101,8 +104,9 @@ def get_completion_service(state: StateDep, chat: ChatServiceDep) -> CompletionS
             "description": "With `stream: true`: `chat.completion.chunk` events, then "
             "`data: [DONE]`.",
         },
-        **_errors(400, 401, 404, 502, 503, 504),
+        **_errors(400, 401, 404, 413, 502, 503, 504),
     },
+    dependencies=[OpenAIChatRateLimit],
 )
 async def create_chat_completion(
     body: ChatCompletionRequest,
