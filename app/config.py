@@ -199,6 +199,30 @@ class Settings(BaseSettings):
     # An SSE comment is sent at least this often while a stream waits on the upstream.
     sse_keepalive_seconds: float = Field(default=15, gt=0)
 
+    # Operations: rate limits, metrics, logs, health (issue 9, part A)
+    # false switches every rate limit off (benchmarks and load tests).
+    rate_limit_enabled: bool = True
+    # memory:// counts per process; redis://host:6379/0 shares the counts between replicas.
+    rate_limit_storage_url: str = "memory://"
+    rate_limit_key_prefix: str = "ratelimit"
+    # Bound on one call to the Redis store; when it fails the request is let through (logged).
+    rate_limit_storage_timeout_seconds: float = Field(default=0.5, gt=0)
+    # Login and token endpoints, per client IP and per account (email, or refresh token subject).
+    rate_limit_login_per_ip_per_minute: int = Field(default=30, ge=1)
+    rate_limit_login_per_account_per_minute: int = Field(default=10, ge=1)
+    # Per user, whichever credential (JWT or API key): chat turns (/api and /v1) and uploads.
+    rate_limit_chat_per_minute: int = Field(default=30, ge=1)
+    rate_limit_upload_per_minute: int = Field(default=10, ge=1)
+    # Peers whose X-Forwarded-For names the client (uvicorn's --forwarded-allow-ips): comma-
+    # separated addresses or networks, or * (only behind a proxy that overwrites the header).
+    forwarded_allow_ips: str = "127.0.0.1"
+    metrics_enabled: bool = True
+    # When set, GET /metrics needs `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = None
+    log_format: Literal["plain", "json"] = "plain"
+    # GET /readyz gives up on the database after this long (503).
+    readiness_timeout_seconds: float = Field(default=2, gt=0)
+
     # Performance (issue 10) and the embedder's priority lane (issue 9, fair sharing)
     # Local embedder: ingestion encodes this many chunks at a time, and a chat query waits for
     # at most one such sub-batch (queries go first).
@@ -233,6 +257,7 @@ class Settings(BaseSettings):
         "pinecone_api_key",
         "pinecone_host",
         "pinecone_controller_host",
+        "metrics_token",
         mode="before",
     )
     @classmethod

@@ -6,12 +6,13 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import timedelta
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app import metrics
 from app.auth.retention import purge_expired_refresh_tokens
 from app.auth.security import PasswordHasher, TokenCodec
 from app.chat.retention import JOB_NAME, purge_old_messages
@@ -22,6 +23,9 @@ from app.rag.factory import build_backends
 from app.rag.pipeline import RagPipeline
 from app.rag.protocols import Embedder, Generator, VectorStore
 from app.scheduler import JobLease, build_scheduler, schedule_periodic
+
+if TYPE_CHECKING:
+    from app.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +42,7 @@ class State(TypedDict):
     pipeline: RagPipeline
     documents: DocumentService
     scheduler: AsyncIOScheduler | None
+    ratelimiter: RateLimiter
 
 
 def build_hasher(settings: Settings) -> PasswordHasher:
@@ -61,6 +66,8 @@ async def start_retention(
             batch_size=settings.cleanup_batch_size,
         )
         tokens = await purge_expired_refresh_tokens(sessions)
+        metrics.RETENTION_DELETED.labels(table="chat_messages").inc(deleted)
+        metrics.RETENTION_DELETED.labels(table="refresh_tokens").inc(tokens)
         return f"deleted {deleted} messages, {tokens} expired refresh tokens"
 
     await schedule_periodic(
@@ -86,6 +93,12 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             await documents.recover()
             hasher = build_hasher(settings)
             stack.callback(hasher.close)
+            # Not at the top: app.ratelimit holds route dependencies, which import this module.
+            from app.ratelimit import RateLimiter
+
+            ratelimiter = RateLimiter(settings)
+            stack.push_async_callback(ratelimiter.aclose)
+            stack.callback(metrics.mark_process_dead)
             scheduler = None
             if settings.scheduler_enabled:
                 scheduler = await start_retention(settings, sessions)
@@ -103,6 +116,7 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
                 pipeline=rag.pipeline,
                 documents=documents,
                 scheduler=scheduler,
+                ratelimiter=ratelimiter,
             )
             logger.info("shutting down")
 

@@ -28,9 +28,12 @@ from app.http import install_edge
 from app.lifespan import make_lifespan
 from app.limits import BodyLimit
 from app.logs import configure_logging
+from app.metrics import RequestMetricsMiddleware
 from app.openai_compat.errors import install_openai_error_handlers
 from app.openai_compat.router import OPENAI_BODY_PATHS
 from app.openai_compat.router import router as openai_router
+from app.ops import router as ops_router
+from app.requestid import install_request_id
 
 DOCS_ASSETS = "/static/docs"
 OPENAPI_URL = "/openapi.json"
@@ -130,7 +133,7 @@ def _install_openapi(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, log_format=settings.log_format)
     app = FastAPI(
         title="RAG Chatbot API",
         version="0.1.0",
@@ -144,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openai_error_handlers(app)
     install_edge(app, settings)
+    install_request_id(app)  # outside the edge: every response and log line has the id
     app.add_middleware(
         BodyLimit,
         default=settings.max_json_body_bytes,
@@ -154,6 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             **{("POST", path): settings.openai_max_body_bytes for path in OPENAI_BODY_PATHS},
         },
     )
+    # Outside BodyLimit, so its 413s are counted too.
+    app.add_middleware(RequestMetricsMiddleware, router=app.router)
     if settings.docs_enabled:
         _install_docs(app)
     _install_openapi(app)
@@ -162,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(documents_router)
     app.include_router(apikeys_router)
     app.include_router(openai_router)
+    app.include_router(ops_router)
 
     @app.get("/health", tags=["ops"])
     async def health(state: StateDep) -> dict[str, str]:

@@ -24,6 +24,8 @@ def isolated_settings(database_url: str, secret_key: str, **overrides: Any) -> S
         "password_hash_time_cost": 1,
         "password_hash_memory_kib": 8,
         "scheduler_enabled": False,
+        # Tests of the limits turn them on; the others and the benchmarks must not meet them.
+        "rate_limit_enabled": False,
         "embedding_backend": "local",
         "vector_store": "local",
         "llm_backend": "extractive",

@@ -27,6 +27,7 @@ from app.errors import (
     NotAuthenticated,
     error_responses,
 )
+from app.ratelimit import LoginRateLimit, RefreshRateLimit
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
@@ -47,7 +48,7 @@ async def signup(body: UserCreate, service: AuthServiceDep) -> UserRead:
     "/login/",
     response_model=TokenPair,
     responses=error_responses(MalformedBody, InvalidCredentials),
-    dependencies=[NoStore],
+    dependencies=[NoStore, LoginRateLimit],
 )
 async def login(body: LoginRequest, service: AuthServiceDep) -> TokenPair:
     """Exchange email and password for an access and a refresh token."""
@@ -59,7 +60,7 @@ async def login(body: LoginRequest, service: AuthServiceDep) -> TokenPair:
     "/token/refresh/",
     response_model=RefreshedTokens,
     responses=error_responses(MalformedBody, NotAuthenticated),
-    dependencies=[NoStore],
+    dependencies=[NoStore, RefreshRateLimit],
 )
 async def refresh(body: RefreshRequest, service: AuthServiceDep) -> RefreshedTokens:
     """Rotate a refresh token: it is spent, and a new pair is returned."""
@@ -71,7 +72,7 @@ async def refresh(body: RefreshRequest, service: AuthServiceDep) -> RefreshedTok
     "/token/",
     response_model=OAuth2Token,
     responses=error_responses(MalformedBody, InvalidCredentials),
-    dependencies=[NoStore],
+    dependencies=[NoStore, LoginRateLimit],
 )
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], service: AuthServiceDep

@@ -20,6 +20,7 @@ from app.errors import (
     UpstreamUnavailable,
     error_responses,
 )
+from app.ratelimit import ChatRateLimit
 
 router = APIRouter(prefix="/api", tags=["chat"])
 # The conversation routes live under /api with the chat: app/main.py includes this router.
@@ -53,6 +54,7 @@ ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
         UpstreamUnavailable,
         UpstreamTimeout,
     ),
+    dependencies=[ChatRateLimit],
 )
 async def chat(body: ChatRequest, user: CurrentUser, service: ChatServiceDep) -> ChatResponse:
     """Answer a question from the knowledge base, citing its sources, as a turn of a
@@ -85,6 +87,7 @@ async def chat(body: ChatRequest, user: CurrentUser, service: ChatServiceDep) ->
             UpstreamTimeout,
         ),
     },
+    dependencies=[ChatRateLimit],
 )
 async def chat_stream(
     body: ChatRequest, user: CurrentUser, service: ChatServiceDep

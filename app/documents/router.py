@@ -29,6 +29,7 @@ from app.errors import (
     UpstreamUnavailable,
     error_responses,
 )
+from app.ratelimit import UploadRateLimit
 from app.validation import strip_nul
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
@@ -140,6 +141,7 @@ async def _read_multipart(request: Request, limit: int, limits: ExtractionLimits
             UpstreamUnavailable,
         ),
     },
+    dependencies=[UploadRateLimit],
 )
 async def create_document(
     request: Request, response: Response, user: CurrentUser, service: DocumentServiceDep

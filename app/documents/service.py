@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import metrics
 from app.config import Settings
 from app.db import utcnow
 from app.documents.chunking import chunk_text, embedding_text, markdown_headings
@@ -256,6 +257,7 @@ class DocumentService:
                     )
                 except IntegrityError as exc:  # local store: the document row is gone
                     raise DocumentRemoved from exc
+                metrics.CHUNKS_INGESTED.inc(len(batch))
                 if progress:
                     progress(len(batch))
             async with self.sessions.begin() as session:
@@ -266,6 +268,7 @@ class DocumentService:
                 )
             if getattr(finished, "rowcount", 0) != 1:
                 raise DocumentRemoved
+            metrics.DOCUMENTS_INGESTED.labels(outcome="ready").inc()
         except asyncio.CancelledError:
             raise  # shutdown: stays processing, resumed at the next start
         except DocumentRemoved:
@@ -273,6 +276,7 @@ class DocumentService:
             await self.store.delete_documents([document.id])
             logger.info("document %s was deleted during indexing; stopped", document.id)
         except Exception as exc:
+            metrics.DOCUMENTS_INGESTED.labels(outcome="failed").inc()
             reason = exc.detail if isinstance(exc, AppError) else "internal error while indexing"
             if not isinstance(exc, AppError):
                 logger.exception("indexing document %s failed", document.id)
@@ -280,6 +284,8 @@ class DocumentService:
 
     def _spawn(self, document_id: int) -> None:
         task = asyncio.create_task(self._run_background(document_id))
+        metrics.INGESTION_QUEUE.inc()
+        task.add_done_callback(metrics.ingestion_task_done)
         self._tasks[document_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(document_id, None))
 

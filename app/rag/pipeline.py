@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from app import metrics
 from app.rag import prompts
 from app.rag.memory import Condenser, LLMCondenser, RuleCondenser, clean_memory, fit_memory
 from app.rag.protocols import (
@@ -155,24 +156,30 @@ class RagPipeline:
         self, question: str, *, user_id: int, memory: Sequence[ChatTurn] = ()
     ) -> StreamedAnswer:
         """Retrieve now (errors surface here), then generate as the deltas are consumed."""
-        relevant = await self.retrieve_with_memory(question, user_id=user_id, memory=memory)
+        metrics.CHAT_TURNS.labels(mode="stream").inc()
+        with metrics.retrieval(self.store):
+            relevant = await self.retrieve_with_memory(question, user_id=user_id, memory=memory)
         request = self.build_request(question, relevant, memory)
         if request is None:
             return StreamedAnswer(_single(prompts.NO_RELEVANT_DOCUMENTS), [], grounded=False)
         if not request.grounded:
             deltas = _prefixed(prompts.GENERAL_KNOWLEDGE_NOTICE, self.generator.stream(request))
             return StreamedAnswer(deltas, [], grounded=False)
-        return StreamedAnswer(self.generator.stream(request), sources_of(request.contexts))
+        deltas = metrics.observed_stream(self.generator.stream(request), self.generator)
+        return StreamedAnswer(deltas, sources_of(request.contexts))
 
     async def answer(
         self, question: str, *, user_id: int, memory: Sequence[ChatTurn] = ()
     ) -> Answer:
         """Answer `question`; `memory` is the conversation so far (roles "user"/"assistant")."""
-        relevant = await self.retrieve_with_memory(question, user_id=user_id, memory=memory)
+        metrics.CHAT_TURNS.labels(mode="answer").inc()
+        with metrics.retrieval(self.store):
+            relevant = await self.retrieve_with_memory(question, user_id=user_id, memory=memory)
         request = self.build_request(question, relevant, memory)
         if request is None:
             return Answer(text=prompts.NO_RELEVANT_DOCUMENTS, sources=[], grounded=False)
-        text = (await self.generator.generate(request)).strip()
+        with metrics.generation(self.generator):
+            text = (await self.generator.generate(request)).strip()
         if not request.grounded:
             return Answer(text=prompts.GENERAL_KNOWLEDGE_NOTICE + text, sources=[], grounded=False)
         return Answer(text=text, sources=sources_of(request.contexts))

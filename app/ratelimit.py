@@ -1,0 +1,255 @@
+"""Rate limits (the `limits` library, moving windows of one minute): per client IP and per
+account on the login and token endpoints, per user on chat and uploads.
+
+Counts live in memory (per process) or in Redis (`RATE_LIMIT_STORAGE_URL=redis://...`, shared
+by every replica). A refused request is a `429` with `Retry-After`, in the API's error shape
+(OpenAI's under /v1). Each route adds one dependency, e.g. `dependencies=[ChatRateLimit]`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Request
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+
+from app import metrics
+from app.auth.dependencies import CurrentUser
+from app.auth.schemas import normalize_email
+from app.auth.security import InvalidToken
+from app.auth.service import user_id_of
+from app.config import Settings
+from app.deps import StateDep
+from app.errors import AppError
+from app.openai_compat.dependencies import CallerDep
+
+if TYPE_CHECKING:
+    from redis.asyncio import ConnectionPool
+
+logger = logging.getLogger(__name__)
+
+# After the store fails, limits are skipped this long before it is tried again.
+STORE_RETRY_SECONDS = 5
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "too_many_requests"
+    default_detail = "Too many requests; try again later."
+
+    def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
+class TrustedProxies:
+    """The peers allowed to name the client in `X-Forwarded-For`, in uvicorn's
+    `--forwarded-allow-ips` syntax: addresses, networks, or `*` for any."""
+
+    def __init__(self, spec: str) -> None:
+        items = [item.strip() for item in spec.split(",") if item.strip()]
+        self.any = "*" in items
+        self.networks: list[IpNetwork] = []
+        self.literals: set[str] = set()  # non-IP peers, e.g. a unix socket's name
+        for item in items:
+            try:
+                self.networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                self.literals.add(item)
+
+    def __contains__(self, host: str) -> bool:
+        if self.any or host in self.literals:
+            return True
+        address = _parse_ip(host)
+        return address is not None and any(address in network for network in self.networks)
+
+
+def _parse_ip(host: str) -> IpAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def client_ip(request: Request, trusted: TrustedProxies) -> str:
+    """The peer, or, when the peer is a trusted proxy, the nearest untrusted hop of
+    `X-Forwarded-For` (the last address a trusted proxy appended): a client cannot choose its
+    own address by sending the header itself."""
+    peer = request.client.host if request.client else ""
+    if peer not in trusted:
+        return peer or "unknown"
+    hops = [
+        hop.strip()
+        for header in request.headers.getlist("x-forwarded-for")
+        for hop in header.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop
+    return hops[0] if hops else peer or "unknown"
+
+
+def account_key(email: str) -> str:
+    # Counts are keyed by a digest: the store (Redis) never holds an email address.
+    return hashlib.sha256(normalize_email(email).encode()).hexdigest()[:32]
+
+
+class RateLimiter:
+    """Moving-window counters in the configured store; `hit` refuses what exceeds a limit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.rate_limit_enabled
+        self.trusted = TrustedProxies(settings.forwarded_allow_ips)
+        self._pool: ConnectionPool | None = None
+        self._store_down_until = 0.0
+        self.storage: Storage = self._build_storage(settings)
+        self.strategy = MovingWindowRateLimiter(self.storage)
+
+    def _build_storage(self, settings: Settings) -> Storage:
+        url = settings.rate_limit_storage_url
+        if url.startswith(("redis://", "rediss://")):
+            from redis.asyncio import ConnectionPool
+
+            timeout = settings.rate_limit_storage_timeout_seconds
+            # Our own pool, so that shutdown can close its connections.
+            self._pool = ConnectionPool.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+            return RedisStorage(
+                "async+" + url.split("://", 1)[0] + "://",
+                implementation="redispy",
+                connection_pool=self._pool,  # type: ignore[arg-type]  # passed to redis.Redis
+                key_prefix=settings.rate_limit_key_prefix,
+                wrap_exceptions=True,
+            )
+        if url.startswith("memory://"):
+            return MemoryStorage()
+        raise ValueError(
+            "RATE_LIMIT_STORAGE_URL must be memory:// or redis://host:port/db (rediss:// for TLS)"
+        )
+
+    async def hit(self, limit: str, per_minute: int, key: str) -> None:
+        """Count one request of `key` against `limit`; `TooManyRequests` past `per_minute`.
+        A failing store lets requests through (an outage of Redis is not one of the API) and
+        is not asked again for STORE_RETRY_SECONDS, so a black-holed Redis costs one timeout."""
+        if not self.enabled or time.monotonic() < self._store_down_until:
+            return
+        item = RateLimitItemPerMinute(per_minute)
+        try:
+            if await self.strategy.hit(item, limit, key):
+                return
+            stats = await self.strategy.get_window_stats(item, limit, key)
+        except StorageError as exc:
+            self._store_down_until = time.monotonic() + STORE_RETRY_SECONDS
+            metrics.RATE_LIMIT_STORAGE_ERRORS.inc()
+            cause = type(getattr(exc, "storage_error", exc)).__name__
+            logger.warning(
+                "rate limit store failed (%s): requests let through for %d s",
+                cause,
+                STORE_RETRY_SECONDS,
+            )
+            return
+        metrics.RATE_LIMITED.labels(limit=limit).inc()
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise TooManyRequests(
+            f"Too many requests ({per_minute} per minute); retry in {retry_after} s.",
+            retry_after=retry_after,
+        )
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+        if isinstance(self.storage, MemoryStorage) and self.storage.timer is not None:
+            self.storage.timer.cancel()
+
+
+def get_rate_limiter(state: StateDep) -> RateLimiter:
+    return state["ratelimiter"]
+
+
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+
+
+async def _body_field(request: Request, name: str) -> str | None:
+    """A field of the already parsed JSON or form body (FastAPI caches both on the request);
+    None when absent or malformed (validation answers those)."""
+    value: Any
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError:
+            return None
+        value = body.get(name) if isinstance(body, dict) else None
+    else:
+        value = (await request.form()).get(name)
+    return value if isinstance(value, str) and value else None
+
+
+async def _limit_credentials(
+    request: Request, limiter: RateLimiter, settings: Settings, account: str | None
+) -> None:
+    await limiter.hit(
+        "login-ip",
+        settings.rate_limit_login_per_ip_per_minute,
+        client_ip(request, limiter.trusted),
+    )
+    if account is not None:
+        await limiter.hit(
+            "login-account", settings.rate_limit_login_per_account_per_minute, account
+        )
+
+
+async def limit_login(request: Request, limiter: RateLimiterDep, state: StateDep) -> None:
+    """POST /api/login/ (`email`) and /api/token/ (`username`): per IP, then per account."""
+    if not limiter.enabled:
+        return
+    email = await _body_field(request, "email") or await _body_field(request, "username")
+    account = account_key(email) if email else None
+    await _limit_credentials(request, limiter, state["settings"], account)
+
+
+async def limit_refresh(request: Request, limiter: RateLimiterDep, state: StateDep) -> None:
+    """POST /api/token/refresh/: per IP, and per account when the token names one."""
+    if not limiter.enabled:
+        return
+    account = None
+    token = await _body_field(request, "refresh")
+    if token is not None:
+        try:
+            account = f"user:{user_id_of(state['tokens'].decode(token, 'refresh'))}"
+        except InvalidToken:
+            account = None  # refused by the route; the IP limit still counts it
+    await _limit_credentials(request, limiter, state["settings"], account)
+
+
+async def limit_chat(user: CurrentUser, limiter: RateLimiterDep, state: StateDep) -> None:
+    await limiter.hit("chat", state["settings"].rate_limit_chat_per_minute, f"user:{user.id}")
+
+
+async def limit_openai_chat(caller: CallerDep, limiter: RateLimiterDep, state: StateDep) -> None:
+    # The same bucket as /api/chat/: a user's API key and JWT share one count.
+    await limiter.hit(
+        "chat", state["settings"].rate_limit_chat_per_minute, f"user:{caller.user.id}"
+    )
+
+
+async def limit_upload(user: CurrentUser, limiter: RateLimiterDep, state: StateDep) -> None:
+    await limiter.hit("upload", state["settings"].rate_limit_upload_per_minute, f"user:{user.id}")
+
+
+LoginRateLimit = Depends(limit_login)
+RefreshRateLimit = Depends(limit_refresh)
+ChatRateLimit = Depends(limit_chat)
+OpenAIChatRateLimit = Depends(limit_openai_chat)
+UploadRateLimit = Depends(limit_upload)
