@@ -13,7 +13,9 @@ from app.db import MAX_ID as MAX_ID  # re-exported for Path/Query bounds
 from app.lifespan import State
 
 
-def get_state(request: Request) -> State:
+# The dependencies below are `async def` although they never await: FastAPI runs a plain
+# `def` dependency in its thread pool, a thread hop per call on every request.
+async def get_state(request: Request) -> State:
     return cast(State, request.state)
 
 
@@ -31,7 +33,7 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
             raise
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state["settings"]
 
 
@@ -40,7 +42,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def _no_store(response: Response) -> None:
+async def _no_store(response: Response) -> None:
     # Credentials in a response body (tokens, a new API key) must not be kept by any cache.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat.models import ChatMessage
@@ -24,16 +25,23 @@ class ChatRepository:
         limit: int,
         before_id: int | None = None,
         conversation_id: int | None = None,
-    ) -> Sequence[ChatMessage]:
-        """The user's newest `limit` messages (older than `before_id`), oldest first."""
-        query = select(ChatMessage).where(ChatMessage.user_id == user_id)
+    ) -> Sequence[Row[Any]]:
+        """The user's newest `limit` messages (older than `before_id`), oldest first, as rows
+        of the columns the history shows (no ORM objects: this is the hot read path)."""
+        query = select(
+            ChatMessage.id,
+            ChatMessage.role,
+            ChatMessage.content,
+            ChatMessage.timestamp,
+            ChatMessage.sources,
+        ).where(ChatMessage.user_id == user_id)
         if conversation_id is not None:
             query = query.where(ChatMessage.conversation_id == conversation_id)
         if before_id is not None:
             query = query.where(ChatMessage.id < before_id)
         # Served by the (user_id, timestamp) index; id breaks ties within one timestamp.
         query = query.order_by(ChatMessage.timestamp.desc(), ChatMessage.id.desc()).limit(limit)
-        rows = (await self.session.execute(query)).scalars().all()
+        rows = (await self.session.execute(query)).all()
         return list(reversed(rows))
 
     async def in_conversation(

@@ -3,9 +3,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from app.auth.dependencies import CurrentUser
+from app.chat.history_json import messages_json
 from app.chat.schemas import ChatRequest, ChatResponse, MessageRead, SourceRead
 from app.chat.service import ChatService
 from app.conversations.router import router as conversations_router
@@ -27,7 +28,7 @@ router = APIRouter(prefix="/api", tags=["chat"])
 router.include_router(conversations_router)
 
 
-def get_chat_service(state: StateDep) -> ChatService:
+async def get_chat_service(state: StateDep) -> ChatService:
     settings = state["settings"]
     return ChatService(
         state["sessions"],
@@ -118,10 +119,11 @@ async def chat_history(
     conversation_id: Annotated[
         int | None, Query(ge=1, le=MAX_ID, description="Only this conversation's messages")
     ] = None,
-) -> list[MessageRead]:
+) -> Response:
     """The user's messages, oldest first: the newest `limit`, or those before `before`."""
     limit = min(limit or settings.chat_history_default_limit, settings.chat_history_max_limit)
-    messages = await service.history(
+    rows = await service.history(
         user, limit=limit, before_id=before, conversation_id=conversation_id
     )
-    return [MessageRead.model_validate(m) for m in messages]
+    # Serialized in one pass, not validated row by row (the response_model documents it).
+    return Response(messages_json(rows), media_type="application/json")

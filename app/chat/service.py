@@ -10,8 +10,10 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -242,7 +244,8 @@ class ChatService:
         limit: int,
         before_id: int | None = None,
         conversation_id: int | None = None,
-    ) -> Sequence[ChatMessage]:
+    ) -> Sequence[Row[Any]]:
+        """Rows of (id, role, content, timestamp, sources), oldest first."""
         async with self.sessions() as session:
             if conversation_id is not None:
                 owned = await ConversationRepository(session).get_owned(user.id, conversation_id)

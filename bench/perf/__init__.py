@@ -1,0 +1,1 @@
+"""Performance benchmarks of issue 10 (HTTP paths, concurrency, memory, purge) and their fakes."""
