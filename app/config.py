@@ -232,6 +232,15 @@ class Settings(BaseSettings):
     # Extractive answers: sentence vectors kept by content hash (384 floats each: 1.5 KiB).
     extractive_cache_vectors: int = Field(default=20_000, ge=0)
 
+    # Hybrid retrieval (issue 11): dense vectors, the lexical index, or both fused by
+    # reciprocal rank: weight / (RETRIEVAL_RRF_K + rank) summed over the two rankings.
+    retrieval_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
+    retrieval_dense_weight: float = Field(default=1.0, ge=0)
+    retrieval_lexical_weight: float = Field(default=1.0, ge=0)
+    retrieval_rrf_k: int = Field(default=60, ge=1)
+    # Candidates each search returns before fusion and the dedupe of overlapping chunks.
+    retrieval_candidates: int = Field(default=30, ge=1, le=1_000)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -39,14 +39,25 @@ async def build_embedder(settings: Settings) -> Embedder:
 async def build_store(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> VectorStore:
+    """The vector store behind the hybrid store: the lexical index is in our database
+    whatever the vector store, and is written in every RETRIEVAL_MODE (switching needs no
+    re-indexing)."""
+    from app.rag.hybrid import HybridStore, StoredVectorScorer, fusion_config
+    from app.rag.lexical import LexicalIndex
+
+    dense: VectorStore
     if settings.resolved_vector_store == "pinecone":
         from app.documents.live import LiveDocumentsStore
         from app.rag.backends.pinecone import PineconeVectorStore
 
-        return LiveDocumentsStore(await PineconeVectorStore.open(settings), sessions)
-    from app.rag.backends.local import LocalVectorStore
+        dense = LiveDocumentsStore(await PineconeVectorStore.open(settings), sessions)
+        scorer = None  # Pinecone's vectors are not in our database
+    else:
+        from app.rag.backends.local import LocalVectorStore
 
-    return LocalVectorStore(sessions)
+        dense = LocalVectorStore(sessions)
+        scorer = StoredVectorScorer(sessions)
+    return HybridStore(dense, LexicalIndex(sessions), fusion_config(settings), scorer=scorer)
 
 
 def build_generator(settings: Settings, embedder: Embedder) -> Generator:

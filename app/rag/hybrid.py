@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.config import Settings
 from app.rag.lexical import LexicalHit, LexicalIndex
 from app.rag.protocols import ChunkRecord, ScoredChunk, Vector, VectorStore
 
@@ -91,15 +92,6 @@ def fuse(
     return dedupe_overlapping([chunks[chunk_id] for chunk_id in order])
 
 
-@runtime_checkable
-class TextSearch(Protocol):
-    """A store that also ranks by the question's words (the pipeline passes both)."""
-
-    async def search(
-        self, question: str, vector: Vector, *, top_k: int, user_id: int
-    ) -> list[ScoredChunk]: ...
-
-
 class VectorScorer(Protocol):
     """Cosine similarities of stored chunks to a vector, for chunks the dense search missed."""
 
@@ -130,15 +122,6 @@ class StoredVectorScorer:
             row.chunk_id: float(np.frombuffer(row.embedding, dtype=np.float32) @ query)
             for row in rows
         }
-
-
-async def search_store(
-    store: VectorStore, question: str, vector: Vector, *, top_k: int, user_id: int
-) -> list[ScoredChunk]:
-    """The pipeline's retrieval call: by text and vector when the store can, else by vector."""
-    if isinstance(store, TextSearch):
-        return await store.search(question, vector, top_k=top_k, user_id=user_id)
-    return await store.query(vector, top_k=top_k, user_id=user_id)
 
 
 class HybridStore:
@@ -208,3 +191,13 @@ class HybridStore:
 
     async def aclose(self) -> None:
         await self.dense.aclose()
+
+
+def fusion_config(settings: Settings) -> FusionConfig:
+    return FusionConfig(
+        mode=settings.retrieval_mode,
+        dense_weight=settings.retrieval_dense_weight,
+        lexical_weight=settings.retrieval_lexical_weight,
+        rrf_k=settings.retrieval_rrf_k,
+        candidates=settings.retrieval_candidates,
+    )

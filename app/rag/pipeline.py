@@ -19,6 +19,7 @@ from app.rag.protocols import (
     ScoredChunk,
     Source,
     VectorStore,
+    search_store,
 )
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,9 @@ class RagPipeline:
     async def retrieve(self, question: str, *, user_id: int) -> list[ScoredChunk]:
         """The relevant chunks for `question`, best first (those above the score threshold)."""
         vectors = await self.embedder.embed([question])
-        matches = await self.store.query(vectors[0], top_k=self.config.top_k, user_id=user_id)
+        matches = await search_store(
+            self.store, question, vectors[0], top_k=self.config.top_k, user_id=user_id
+        )
         return [m for m in matches if m.score >= self.config.min_score]
 
     async def retrieve_fused(self, queries: Sequence[str], *, user_id: int) -> list[ScoredChunk]:
@@ -91,7 +94,9 @@ class RagPipeline:
         best: dict[str, ScoredChunk] = {}
         for n, vector in enumerate(vectors):
             weight = QUERY_WEIGHT_DECAY**n
-            matches = await self.store.query(vector, top_k=depth, user_id=user_id)
+            matches = await search_store(
+                self.store, queries[n], vector, top_k=depth, user_id=user_id
+            )
             for rank, match in enumerate(matches):
                 if match.score < cfg.min_score:
                     continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -133,6 +133,26 @@ class VectorStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class TextSearch(Protocol):
+    """A store that also ranks by the question's words (app.rag.hybrid.HybridStore)."""
+
+    async def search(
+        self, question: str, vector: Vector, *, top_k: int, user_id: int
+    ) -> list[ScoredChunk]:
+        """Like `VectorStore.query`, with the question's text beside its vector."""
+        ...
+
+
+async def search_store(
+    store: VectorStore, question: str, vector: Vector, *, top_k: int, user_id: int
+) -> list[ScoredChunk]:
+    """The pipeline's retrieval call: by text and vector when the store can, else by vector."""
+    if isinstance(store, TextSearch):
+        return await store.search(question, vector, top_k=top_k, user_id=user_id)
+    return await store.query(vector, top_k=top_k, user_id=user_id)
 
 
 class Generator(Protocol):

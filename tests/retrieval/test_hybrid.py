@@ -15,10 +15,9 @@ from app.rag.hybrid import (
     StoredVectorScorer,
     dedupe_overlapping,
     fuse,
-    search_store,
 )
 from app.rag.lexical import LexicalHit, LexicalIndex
-from app.rag.protocols import ScoredChunk
+from app.rag.protocols import ScoredChunk, search_store
 from tests.retrieval.conftest import record, unit
 
 
