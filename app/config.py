@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./chatbot.db"
     database_echo: bool = False
     database_pool_size: int = Field(default=10, ge=1)
+    # PostgreSQL: give up connecting, waiting for a pooled connection, or on one statement
+    # after this long; the request is then a 503 with Retry-After, never a hang.
+    database_connect_timeout_seconds: float = Field(default=5, gt=0)
+    database_pool_timeout_seconds: float = Field(default=10, gt=0)
+    database_statement_timeout_seconds: float = Field(default=30, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=15_000, ge=0)
 
     # Tokens

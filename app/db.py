@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncAttrs,
     AsyncEngine,
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from app.config import Settings
+from app.errors import DatabaseUnavailable
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -70,10 +71,51 @@ def create_engine(settings: Settings) -> AsyncEngine:
         kwargs["pool_pre_ping"] = True
         kwargs["pool_size"] = settings.database_pool_size
         kwargs["max_overflow"] = settings.database_pool_size
+        kwargs["pool_timeout"] = settings.database_pool_timeout_seconds
+        if settings.database_url.startswith("postgresql+asyncpg"):
+            statement_ms = int(settings.database_statement_timeout_seconds * 1000)
+            kwargs["connect_args"] = {
+                # A black-holed server: connecting gives up instead of hanging.
+                "timeout": settings.database_connect_timeout_seconds,
+                # The server cancels a statement running longer; the client-side bound is
+                # for a server that stopped answering mid-query.
+                "server_settings": {"statement_timeout": str(statement_ms)},
+                "command_timeout": settings.database_statement_timeout_seconds + 5,
+            }
     engine = create_async_engine(settings.database_url, **kwargs)
+    _install_unavailability(engine)
     if settings.is_sqlite:
         _install_sqlite_pragmas(engine, settings.sqlite_busy_timeout_ms)
     return engine
+
+
+_CANCELLED_SQLSTATES = frozenset({"57014", "57P01", "57P02", "57P03"})  # timeout, shutdown
+
+
+def _install_unavailability(engine: AsyncEngine) -> None:
+    """Driver failures that mean "the database is unreachable or overloaded" become
+    `DatabaseUnavailable` (503 with Retry-After), not 500s. Connect errors arrive from the
+    driver unwrapped (OSError, TimeoutError); timeouts and cancellations during a statement
+    are recognised here. Disconnects stay SQLAlchemy errors so the pool can invalidate the
+    connection; the error handlers map those to 503 too."""
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except (OSError, TimeoutError) as exc:
+            raise DatabaseUnavailable("The database cannot be reached.") from exc
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _statement(context: ExceptionContext) -> None:
+        if context.is_pre_ping:
+            return  # the pool reconnects by itself
+        original = context.original_exception
+        sqlstate = getattr(original, "sqlstate", None) or getattr(
+            getattr(original, "__cause__", None), "sqlstate", None
+        )
+        if isinstance(original, TimeoutError) or sqlstate in _CANCELLED_SQLSTATES:
+            raise DatabaseUnavailable("The database did not answer in time.") from original
 
 
 def _install_sqlite_pragmas(engine: AsyncEngine, busy_timeout_ms: int) -> None:

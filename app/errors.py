@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -114,6 +115,17 @@ class ServiceBusy(AppError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+class DatabaseUnavailable(AppError):
+    """Our database is unreachable, overloaded or locked; retrying later may succeed."""
+
+    status_code = 503
+    code = "database_unavailable"
+    default_detail = "The database is unavailable; try again shortly."
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
 class UpstreamError(AppError):
     """An AI backend (embedder, vector store, LLM) failed; never raised for our own bugs."""
 
@@ -172,6 +184,25 @@ _HTTP_CODES = {
 }
 
 
+# SQLite reports contention and an unreadable file as OperationalError, like its schema
+# errors ("no such table"); only these mean "try again later".
+_SQLITE_OUTAGES = ("database is locked", "database table is locked", "unable to open database")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when a database error means the database is unreachable, overloaded or locked."""
+    if isinstance(exc, sqlalchemy.exc.DisconnectionError | sqlalchemy.exc.TimeoutError):
+        return True
+    if not isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if "sqlite" in type(exc.orig).__module__:
+        return any(text in str(exc.orig) for text in _SQLITE_OUTAGES)
+    # PostgreSQL (asyncpg): OperationalError and InterfaceError are connection failures.
+    return isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def app_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AppError)
@@ -195,7 +226,29 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.exception("Unhandled error on %s %s", request.method, request.url.path)
         return _render(500, "internal_error", "Internal server error.")
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not is_outage(exc):  # e.g. a missing table: our bug, not an outage
+            return await unhandled(request, exc)
+        # Not the message: it holds the SQL. The kind is enough to see an outage in the logs.
+        logger.warning(
+            "database unavailable on %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        unavailable = DatabaseUnavailable()
+        return _render(503, unavailable.code, unavailable.detail, unavailable.headers)
+
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    # Connection lost, server gone, SQLite locked past its busy timeout, no pooled connection
+    # in time: the database, not the request, is at fault.
+    for kind in (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        sqlalchemy.exc.DisconnectionError,
+        sqlalchemy.exc.TimeoutError,
+    ):
+        app.add_exception_handler(kind, database_error)
     app.add_exception_handler(Exception, unhandled)
