@@ -1,5 +1,5 @@
-"""The HTTP edge: security headers and CORS on every response (500s included), and `Allow`
-headers that name every method a path has."""
+"""The HTTP edge: security headers and CORS on every response (500s included), `Allow`
+headers that name every method a path has, and ROOT_PATH when the server sets none."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ SECURITY_HEADERS: dict[str, str] = {
     # Only framing is restricted: a wider policy would have to allow Swagger UI's inline script.
     "Content-Security-Policy": "frame-ancestors 'none'",
 }
-CORS_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+# The methods cross-origin pages may use, and those an `Allow` header is built from.
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Request-ID", "Last-Event-ID")
 # Response headers a page may read besides the CORS-safelisted ones.
 CORS_EXPOSED_HEADERS = ("Retry-After", "X-Request-ID", "WWW-Authenticate")
@@ -65,7 +65,7 @@ class AllowedMethodsMiddleware:
         # routes are not flattened into `router.routes`.
         methods = {
             method
-            for method in PROBED_METHODS
+            for method in HTTP_METHODS
             for route in self.router.routes
             if not isinstance(route, Mount)
             and route.matches({**scope, "method": method})[0] is Match.FULL
@@ -124,7 +124,7 @@ def install_edge(app: FastAPI, settings: Settings) -> None:
             allow_origins=settings.cors_origins,
             allow_origin_regex=settings.cors_origin_regex or None,
             allow_credentials=settings.cors_allow_credentials,
-            allow_methods=CORS_METHODS,
+            allow_methods=HTTP_METHODS,
             allow_headers=CORS_REQUEST_HEADERS,
             expose_headers=CORS_EXPOSED_HEADERS,
             max_age=settings.cors_max_age_seconds,
