@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Literal, cast
 
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
@@ -59,6 +60,14 @@ async def _database(state: StateDep) -> CheckResult:
     return "ok"
 
 
+def _built(state: StateDep, name: str) -> bool:
+    # The request's state object (a dict in tests, Starlette's State under uvicorn).
+    try:
+        return cast(Mapping[str, object], state)[name] is not None
+    except (KeyError, AttributeError):
+        return False
+
+
 @router.get(
     "/readyz",
     response_model=Readiness,
@@ -67,10 +76,9 @@ async def _database(state: StateDep) -> CheckResult:
 async def readyz(state: StateDep) -> JSONResponse:
     """Ready to serve (a readiness probe): the database answers within READINESS_TIMEOUT_SECONDS
     and every configured backend was initialised. 503 names what failed."""
-    values: dict[str, Any] = dict(state)
     checks: dict[str, CheckResult] = {"database": await _database(state)}
     for name in BACKENDS:
-        checks[name] = "ok" if values.get(name) is not None else "missing"
+        checks[name] = "ok" if _built(state, name) else "missing"
     failed = [name for name, result in checks.items() if result != "ok"]
     body = Readiness(status="unavailable" if failed else "ok", checks=checks, failed=failed)
     return JSONResponse(
