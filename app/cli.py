@@ -292,6 +292,16 @@ def cmd_pinecone_init(_: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.task_broker_url:
+        print("TASK_BROKER_URL is not set (e.g. redis://127.0.0.1:6379/0)", file=sys.stderr)
+        return 2
+    from app.worker import main as run_worker
+
+    run_worker(settings, burst=args.burst)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatbot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -331,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deactivate.add_argument("--email", required=True)
     deactivate.set_defaults(handler=cmd_deactivate)
+
+    worker = sub.add_parser(
+        "worker", help="run ingestion jobs from the task queue (needs TASK_BROKER_URL)"
+    )
+    worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    worker.set_defaults(handler=cmd_worker)
 
     ingest = sub.add_parser("ingest", help="load files and folders into the shared knowledge base")
     ingest.add_argument("paths", nargs="+")

@@ -153,6 +153,18 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(default=200, ge=16)
     chunk_overlap_tokens: int = Field(default=40, ge=0)
     ingest_inline_max_chunks: int = Field(default=32, ge=0)
+    # Background ingestion: a worker's claim on a document lasts this long and is renewed
+    # after every batch; an expired claim (a crashed worker) is taken over by the next sweep.
+    ingest_claim_seconds: float = Field(default=60, gt=0)
+    ingest_sweep_seconds: float = Field(default=30, ge=0)  # 0: only at start-up
+    # Redis URL of the task queue (arq). Set: `chatbot worker` processes index documents,
+    # shared by every replica. Unset: each app process indexes in the background itself.
+    task_broker_url: str | None = None
+    # One job indexes for at most this long, then queues its continuation; arq retries a job
+    # whose worker died after TASK_JOB_TIMEOUT_SECONDS (+10 s).
+    task_job_slice_seconds: float = Field(default=30, gt=0)
+    task_job_timeout_seconds: float = Field(default=120, gt=0)
+    task_max_tries: int = Field(default=5, ge=1)
 
     # Cost ceilings on hostile or heavy input (security)
     # Every JSON body but POST /api/documents/ (whose limit is MAX_UPLOAD_BYTES), counted
@@ -272,6 +284,7 @@ class Settings(BaseSettings):
         "pinecone_host",
         "pinecone_controller_host",
         "metrics_token",
+        "task_broker_url",
         mode="before",
     )
     @classmethod

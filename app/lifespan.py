@@ -18,6 +18,7 @@ from app.auth.security import PasswordHasher, TokenCodec
 from app.chat.retention import JOB_NAME, purge_old_messages
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
+from app.documents.broker import IngestionBroker
 from app.documents.service import DocumentService
 from app.rag.factory import build_backends
 from app.rag.pipeline import RagPipeline
@@ -88,9 +89,11 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             stack.push_async_callback(engine.dispose)
             sessions = create_sessionmaker(engine)
             rag = await build_backends(settings, sessions, stack)
-            documents = DocumentService(sessions, rag.embedder, rag.store, settings)
+            broker = await IngestionBroker.connect(settings) if settings.task_broker_url else None
+            documents = DocumentService(sessions, rag.embedder, rag.store, settings, broker=broker)
             stack.push_async_callback(documents.aclose)
             await documents.recover()
+            documents.start_sweeping()
             hasher = build_hasher(settings)
             stack.callback(hasher.close)
             # Not at the top: app.ratelimit holds route dependencies, which import this module.

@@ -59,6 +59,11 @@ class Document(Base):
     status: Mapped[str] = mapped_column(String(16), default=DocumentStatus.PROCESSING)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     chunks: Mapped[int] = mapped_column(Integer, default=0)
+    # Ingestion progress and its claim: the chunks already indexed (a resumed job starts
+    # there), and which worker holds the document until when (renewed after every batch).
+    indexed_chunks: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -15,16 +15,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import socket
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from app import metrics
 from app.config import Settings
 from app.db import utcnow
+from app.documents.broker import IngestionBroker
 from app.documents.chunking import chunk_text, embedding_text, markdown_headings
 from app.documents.extraction import ExtractionLimits
 from app.documents.models import Document, DocumentStatus, chunk_id
@@ -59,6 +67,13 @@ class DocumentRemoved(Exception):
     """The document was deleted (or is being deleted) while it was being indexed."""
 
 
+class ClaimLost(Exception):
+    """Another worker took the document over (this one stalled past its claim)."""
+
+
+JobOutcome = Literal["done", "more", "skipped"]
+
+
 class DocumentService:
     """Adds documents to the knowledge base, finds the ones a user may see, removes them."""
 
@@ -68,11 +83,19 @@ class DocumentService:
         embedder: Embedder,
         store: VectorStore,
         settings: Settings,
+        *,
+        broker: IngestionBroker | None = None,
     ) -> None:
         self.sessions = sessions
         self.embedder = embedder
         self.store = store
         self.settings = settings
+        # With a broker, `chatbot worker` processes index in the background; without, this
+        # process does, in tasks of its own. Either way a document is claimed first.
+        self.broker = broker
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._claim_lifetime = timedelta(seconds=settings.ingest_claim_seconds)
+        self._sweeper: asyncio.Task[None] | None = None
         self.extraction_limits = ExtractionLimits(
             max_chars=settings.max_document_chars, max_pdf_pages=settings.max_pdf_pages
         )
@@ -155,9 +178,11 @@ class DocumentService:
                 raise
             return winner, False
         if background and len(chunks) > self.settings.ingest_inline_max_chunks:
-            self._spawn(document.id)
+            await self.submit(document.id)
             return document, created
-        await self._index(document, chunks, progress)
+        claimed = await self._claim(document.id)
+        if claimed is not None:  # else a sweep elsewhere took it: it will finish it
+            await self._index(claimed, chunks, progress)
         async with self.sessions() as session:
             refreshed = await session.get(Document, document.id)
         return refreshed or document, created
@@ -176,6 +201,7 @@ class DocumentService:
                     None,
                     chunks,
                 )
+                existing.indexed_chunks = 0
                 existing.updated_at = utcnow()
                 return existing, False
             if existing is not None and existing.status == DocumentStatus.DELETING:
@@ -207,20 +233,80 @@ class DocumentService:
                 .values(updated_at=utcnow(), **values)
             )
 
-    async def _still_wanted(self, document_id: int) -> bool:
-        async with self.sessions() as session:
+    def _claimable(self, now: datetime) -> ColumnElement[bool]:
+        return and_(
+            Document.status == DocumentStatus.PROCESSING,
+            or_(
+                Document.claimed_until.is_(None),
+                Document.claimed_until < now,
+                Document.claimed_by == self.worker_id,
+            ),
+        )
+
+    async def _claim(self, document_id: int) -> Document | None:
+        """Take the document for indexing unless a live claim of another worker holds it;
+        one atomic UPDATE decides between racing workers and replicas."""
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(Document)
+                .where(Document.id == document_id, self._claimable(now))
+                .values(claimed_by=self.worker_id, claimed_until=now + self._claim_lifetime)
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                return None
+            return await session.get(Document, document_id)
+
+    async def _heartbeat(self, document_id: int, indexed: int) -> None:
+        """Record progress and renew the claim; before every batch, so a delete (from any
+        process) stops ingestion within one batch."""
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(Document)
+                .where(
+                    Document.id == document_id,
+                    Document.status == DocumentStatus.PROCESSING,
+                    Document.claimed_by == self.worker_id,
+                )
+                .values(
+                    indexed_chunks=indexed,
+                    claimed_until=now + self._claim_lifetime,
+                    updated_at=now,
+                )
+            )
+            if getattr(result, "rowcount", 0) == 1:
+                return
             status = (
                 await session.execute(select(Document.status).where(Document.id == document_id))
             ).scalar_one_or_none()
-        return status == DocumentStatus.PROCESSING
+        if status in (None, DocumentStatus.DELETING):
+            raise DocumentRemoved
+        raise ClaimLost
+
+    async def _release(self, document_id: int) -> None:
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(Document)
+                .where(Document.id == document_id, Document.claimed_by == self.worker_id)
+                .values(claimed_by=None, claimed_until=None)
+            )
 
     async def _index(
-        self, document: Document, chunks: Sequence[str], progress: Progress | None = None
-    ) -> None:
-        """Embed and upsert; marks the document ready or failed (never left processing).
+        self,
+        document: Document,
+        chunks: Sequence[str],
+        progress: Progress | None = None,
+        *,
+        start_at: int = 0,
+        deadline: float | None = None,
+    ) -> bool:
+        """Embed and upsert from chunk `start_at` on, under this worker's claim; marks the
+        document ready or failed. Returns False if it stopped at `deadline` (monotonic
+        seconds) with chunks left: the claim is released for the continuation.
 
-        Before every batch it checks that the document is still wanted, so a delete (from
-        any process) stops ingestion within one batch; what was written is then removed.
+        Before every batch it records progress and checks that the document is still
+        wanted and still ours; a deleted document's vectors written so far are removed.
         """
         owner = None if document.shared else document.owner_id
         # Titled chunks: embedded and indexed under the title and section heading; the stored
@@ -231,15 +317,17 @@ class DocumentService:
             else [""] * len(chunks)
         )
         try:
-            for start in range(0, len(chunks), EMBED_BATCH):
-                if not await self._still_wanted(document.id):
-                    raise DocumentRemoved
+            for start in range(start_at, len(chunks), EMBED_BATCH):
+                await self._heartbeat(document.id, start)
+                if deadline is not None and start > start_at and time.monotonic() > deadline:
+                    await self._release(document.id)
+                    return False
                 batch = chunks[start : start + EMBED_BATCH]
                 titled = [
                     embedding_text(document.title, headings[start + i], text)
                     for i, text in enumerate(batch)
                 ]
-                vectors = await self.embedder.embed(titled)
+                vectors = await self.embedder.embed(titled, priority="bulk")
                 try:
                     await self.store.upsert(
                         [
@@ -260,17 +348,29 @@ class DocumentService:
                 metrics.CHUNKS_INGESTED.inc(len(batch))
                 if progress:
                     progress(len(batch))
+            await self._heartbeat(document.id, len(chunks))
             async with self.sessions.begin() as session:
                 finished = await session.execute(
                     update(Document)
-                    .where(Document.id == document.id, Document.status == DocumentStatus.PROCESSING)
-                    .values(status=DocumentStatus.READY, updated_at=utcnow())
+                    .where(
+                        Document.id == document.id,
+                        Document.status == DocumentStatus.PROCESSING,
+                        Document.claimed_by == self.worker_id,
+                    )
+                    .values(
+                        status=DocumentStatus.READY,
+                        claimed_by=None,
+                        claimed_until=None,
+                        updated_at=utcnow(),
+                    )
                 )
             if getattr(finished, "rowcount", 0) != 1:
                 raise DocumentRemoved
             metrics.DOCUMENTS_INGESTED.labels(outcome="ready").inc()
         except asyncio.CancelledError:
-            raise  # shutdown: stays processing, resumed at the next start
+            raise  # shutdown: stays processing; its claim expires and a sweep resumes it
+        except ClaimLost:
+            logger.warning("document %s was taken over by another worker; stopped", document.id)
         except DocumentRemoved:
             # Vectors written after the delete removed the earlier ones: remove them too.
             await self.store.delete_documents([document.id])
@@ -280,7 +380,14 @@ class DocumentService:
             reason = exc.detail if isinstance(exc, AppError) else "internal error while indexing"
             if not isinstance(exc, AppError):
                 logger.exception("indexing document %s failed", document.id)
-            await self._set(document.id, status=DocumentStatus.FAILED, error=str(reason))
+            await self._set(
+                document.id,
+                status=DocumentStatus.FAILED,
+                error=str(reason),
+                claimed_by=None,
+                claimed_until=None,
+            )
+        return True
 
     def _spawn(self, document_id: int) -> None:
         task = asyncio.create_task(self._run_background(document_id))
@@ -291,14 +398,64 @@ class DocumentService:
 
     async def _run_background(self, document_id: int) -> None:
         async with self._background:
-            async with self.sessions() as session:
-                document = await session.get(Document, document_id)
-            if document is None or document.status != DocumentStatus.PROCESSING:
-                return
-            chunks = await self.chunk(document.content)
-            if len(chunks) != document.chunks:
-                await self._set(document_id, chunks=len(chunks))
-            await self._index(document, chunks)
+            await self.run_job(document_id)
+
+    async def submit(self, document_id: int) -> None:
+        """Queue a `processing` document for background indexing."""
+        if self.broker is not None:
+            await self.broker.enqueue(document_id)
+        elif document_id not in self._tasks:
+            self._spawn(document_id)
+
+    async def run_job(self, document_id: int, *, deadline: float | None = None) -> JobOutcome:
+        """Index a document in the background: claim it, then resume from its last finished
+        batch (from the start if its chunks changed meanwhile, e.g. other CHUNK_* settings).
+        `skipped` if another worker holds it or it is no longer `processing`."""
+        document = await self._claim(document_id)
+        if document is None:
+            return "skipped"
+        chunks = await self.chunk(document.content)
+        start = document.indexed_chunks if len(chunks) == document.chunks else 0
+        if len(chunks) != document.chunks:
+            await self._set(document_id, chunks=len(chunks), indexed_chunks=0)
+        if start:
+            logger.info("resuming document %s at chunk %d of %d", document_id, start, len(chunks))
+        finished = await self._index(document, chunks, start_at=start, deadline=deadline)
+        return "done" if finished else "more"
+
+    async def sweep(self) -> int:
+        """Queue every `processing` document nobody holds: new after a restart, or left by a
+        worker that died (its claim expired). Returns how many were queued."""
+        async with self.sessions() as session:
+            ids = list(
+                (
+                    await session.execute(
+                        select(Document.id)
+                        .where(self._claimable(utcnow()))
+                        .where(Document.id.not_in(list(self._tasks)))
+                        .order_by(Document.id)
+                    )
+                ).scalars()
+            )
+        for document_id in ids:
+            await self.submit(document_id)
+        return len(ids)
+
+    def start_sweeping(self) -> None:
+        """Sweep every INGEST_SWEEP_SECONDS, so a replica's crash is recovered by another."""
+        interval = self.settings.ingest_sweep_seconds
+        if interval <= 0 or self._sweeper is not None:
+            return
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self.sweep()
+                except Exception:  # the database may be down for a while: try next time
+                    logger.warning("ingestion sweep failed", exc_info=True)
+
+        self._sweeper = asyncio.create_task(loop())
 
     async def recover(self) -> None:
         """At start-up: finish deletions a crash interrupted, drop orphaned vectors, and
@@ -318,14 +475,11 @@ class DocumentService:
         await self.resume_interrupted()
 
     async def resume_interrupted(self) -> int:
-        """Re-queue documents a previous process left `processing`."""
-        async with self.sessions() as session:
-            ids = await DocumentRepository(session).processing_ids()
-        for document_id in ids:
-            self._spawn(document_id)
-        if ids:
-            logger.info("resuming ingestion of %d interrupted document(s)", len(ids))
-        return len(ids)
+        """Re-queue documents a previous process left `processing` (and nobody holds)."""
+        queued = await self.sweep()
+        if queued:
+            logger.info("resuming ingestion of %d interrupted document(s)", queued)
+        return queued
 
     async def wait_idle(self) -> None:
         """Wait for the background work queued so far (tests, the CLI)."""
@@ -385,6 +539,9 @@ class DocumentService:
             await session.execute(delete(Document).where(Document.id.in_(list(document_ids))))
 
     async def aclose(self) -> None:
-        for task in list(self._tasks.values()):
+        tasks = [*self._tasks.values(), *([self._sweeper] if self._sweeper else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.broker is not None:
+            await self.broker.aclose()

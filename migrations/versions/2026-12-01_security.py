@@ -40,6 +40,15 @@ def upgrade() -> None:
     op.execute("DELETE FROM vector_entries WHERE document_id NOT IN (SELECT id FROM documents)")
 
     op.drop_index("ix_documents_owner_id_content_hash", table_name="documents")
+    # Ingestion claims and progress (a worker resumes a document from its last batch).
+    with op.batch_alter_table("documents") as batch:
+        batch.add_column(
+            sa.Column("indexed_chunks", sa.Integer(), nullable=False, server_default="0")
+        )
+        batch.add_column(sa.Column("claimed_by", sa.String(length=100), nullable=True))
+        batch.add_column(sa.Column("claimed_until", UTCDateTime(), nullable=True))
+    with op.batch_alter_table("documents") as batch:
+        batch.alter_column("indexed_chunks", server_default=None)
     with op.batch_alter_table("refresh_tokens") as batch:
         batch.add_column(sa.Column("family_id", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("revoked_at", UTCDateTime(), nullable=True))
@@ -87,6 +96,10 @@ def downgrade() -> None:
         batch.drop_index("ix_refresh_tokens_family_id")
         batch.drop_column("revoked_at")
         batch.drop_column("family_id")
+    with op.batch_alter_table("documents") as batch:
+        batch.drop_column("claimed_until")
+        batch.drop_column("claimed_by")
+        batch.drop_column("indexed_chunks")
     op.create_index(
         "ix_documents_owner_id_content_hash", "documents", ["owner_id", "content_hash"]
     )
