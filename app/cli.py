@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings, load_settings
 from app.logs import configure_logging
+from app.metrics import prepare_multiprocess_dir
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -56,6 +57,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         migrate(settings)
     # Workers build the app from the environment: the prefix must reach them that way too.
     os.environ["ROOT_PATH"] = root_path
+    prepare_multiprocess_dir()  # PROMETHEUS_MULTIPROC_DIR: no stale values from a past run
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -63,7 +65,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         root_path=root_path,
         proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        # The same setting decides whose X-Forwarded-For the rate limits believe.
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         server_header=False,
         log_level=settings.log_level.lower(),
     )

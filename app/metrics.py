@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -184,3 +185,17 @@ class RequestMetricsMiddleware:
             REQUEST_SECONDS.labels(method=method, route=route).observe(
                 time.perf_counter() - started
             )
+
+
+def prepare_multiprocess_dir() -> None:
+    """Before the workers start (`chatbot serve`): create PROMETHEUS_MULTIPROC_DIR, and empty
+    it of a previous run's files, whose values would otherwise be summed in forever."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        return
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    mine = f"_{os.getpid()}.db"  # this process's own files are open: `--workers 1` serves here
+    for stale in path.glob("*.db"):
+        if not stale.name.endswith(mine):
+            stale.unlink(missing_ok=True)
