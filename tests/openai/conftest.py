@@ -153,6 +153,8 @@ def start_server(workdir: Path, database_url: str, **settings: str) -> Iterator[
         "VECTOR_STORE": "local",
         "LLM_BACKEND": "extractive",
         "LOG_LEVEL": "INFO",
+        # Every test logs in a user of its own, all from 127.0.0.1.
+        "RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE": "1000",
         **{name.upper(): value for name, value in settings.items()},
     }
     script = Path(sys.executable).parent / "chatbot"

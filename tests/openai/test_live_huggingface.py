@@ -22,6 +22,7 @@ QUESTION = "Where does the Quillon observatory keep its telescope lens?"
 ANSWER = "It is kept in a vault beneath Lake Varnis [1]."
 LLM_MAX_TOKENS = 300
 KEEPALIVE_SECONDS = 0.2
+CHAT_PER_MINUTE = 4
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,8 @@ def hf_server(
             llm_max_tokens=str(LLM_MAX_TOKENS),
             hf_hub_offline="0",  # huggingface_hub refuses every call when offline
             sse_keepalive_seconds=str(KEEPALIVE_SECONDS),
+            rate_limit_enabled="true",
+            rate_limit_chat_per_minute=str(CHAT_PER_MINUTE),
         )
 
 
@@ -196,3 +199,24 @@ def test_slow_upstream_stream_gets_keepalive_comments_that_sdks_skip(
             model="rag", messages=[{"role": "user", "content": QUESTION}], stream=True
         )
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == ANSWER
+
+
+def test_chat_beyond_the_rate_limit_raises_rate_limit_error(
+    hf_server: LiveServer, fake: FakeHuggingFace
+) -> None:
+    token = hf_server.login("hf-ratelimit@example.com")
+    key = hf_server.create_key(token)["key"]
+    question: list[ChatCompletionMessageParam] = [{"role": "user", "content": QUESTION}]
+    with OpenAI(base_url=hf_server.v1, api_key=key, max_retries=0, timeout=30) as client:
+        for _ in range(CHAT_PER_MINUTE):
+            client.chat.completions.create(model="rag", messages=question)
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(model="rag", messages=question)
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+    assert caught.value.type == "rate_limit_error"
+    # The login token of the same user shares the count: the limit is per user.
+    with (
+        OpenAI(base_url=hf_server.v1, api_key=token, max_retries=0, timeout=30) as client,
+        pytest.raises(openai.RateLimitError),
+    ):
+        client.chat.completions.create(model="rag", messages=question)
