@@ -3,7 +3,9 @@ chat and uploads whichever credential, 429 shapes, proxy headers, Redis shared b
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 
 import httpx
 import pytest
@@ -339,3 +341,34 @@ async def test_redis_unreachable_requests_let_through(
     assert [r.getMessage() for r in failures] == [
         "rate limit store failed (ConnectionError): requests let through for 5 s"
     ]
+
+
+async def test_redis_black_holed_costs_one_timeout_then_skipped(
+    app_client: AppClientFactory,
+) -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def swallow(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepts, never answers: a firewalled Redis
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = int(server.sockets[0].getsockname()[1])
+    try:
+        async with app_client(
+            **LIMITS_ON,
+            rate_limit_storage_url=f"redis://127.0.0.1:{port}/0",
+            rate_limit_storage_timeout_seconds=0.3,
+        ) as client:
+            timings = []
+            for _ in range(4):
+                started = time.monotonic()
+                assert await wrong_login(client) == 401
+                timings.append(time.monotonic() - started)
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+    assert timings[0] >= 0.3  # the one call that waited for Redis
+    assert max(timings[1:]) < 0.3  # the next ones did not ask it
