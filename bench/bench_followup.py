@@ -1,12 +1,14 @@
 """Follow-up retrieval: hit@3 of the second question of two-turn dialogues, with the
-conversation as memory against without, on the embedded defaults (MiniLM, the local store, the
-extractive generator and its model-free follow-up rewrite).
+conversation as memory against without, on the embedded defaults (MiniLM, the store the app
+builds (`RETRIEVAL_MODE`, hybrid by default, over the local vector store), the extractive
+generator and its model-free follow-up rewrite).
 
 Each dialogue (bench/data/followup.json) asks about a topic, gets the extractive answer, then
 asks a follow-up that names none of the topic's key terms ("And how many of those roll into
 next year?"). "Without" retrieves the follow-up alone, as every question was before
 conversations; "with" is what a chat turn does now (`RagPipeline.retrieve_with_memory`).
-The full run adds synthetic distractor passages (bench/corpus.py) to the knowledge base.
+The full run adds synthetic distractor passages (bench/corpus.py) to the knowledge base and
+also measures the dense-only retrieval mode.
 
     .venv/bin/python -m bench.bench_followup [--quick] [--json out.json]
 """
@@ -19,16 +21,17 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.documents.models import Document, DocumentStatus
-from app.rag.backends.local import ExtractiveGenerator, LocalEmbedder, LocalVectorStore
-from app.rag.factory import pipeline_config
+from app.rag.backends.local import LocalEmbedder
+from app.rag.factory import build_generator, build_store, pipeline_config
 from app.rag.pipeline import RagPipeline
-from app.rag.protocols import ChatTurn, ChunkRecord
+from app.rag.protocols import ChatTurn, ChunkRecord, VectorStore
 from bench import corpus
-from bench.harness import Goal, Result, cli, fresh_database
+from bench.harness import Goal, Result, bench_settings, cli, fresh_database
 
 DATA = Path(__file__).resolve().parent / "data" / "followup.json"
 USER_ID = 1
@@ -89,7 +92,7 @@ class Evaluation:
 
 async def index_documents(
     sessions: async_sessionmaker[AsyncSession],
-    store: LocalVectorStore,
+    store: VectorStore,
     embedder: LocalEmbedder,
     documents: dict[str, str],
     distractors: list[str],
@@ -152,25 +155,39 @@ async def evaluate(pipeline: RagPipeline, dialogues: list[Dialogue]) -> Evaluati
     return result
 
 
-async def run(quick: bool) -> Result:
-    followups = load_set()
-    distractor_count = DISTRACTORS[quick]
+async def measure(
+    embedder: LocalEmbedder, followups: FollowupSet, distractors: list[str], **settings: Any
+) -> tuple[Evaluation, RagPipeline]:
+    """One evaluation on a fresh database, with the pipeline the app would build."""
     with tempfile.TemporaryDirectory() as tmp:
-        async with fresh_database(Path(tmp) / "followup.db") as db:
-            embedder = await LocalEmbedder.load(db.settings)
+        async with fresh_database(Path(tmp) / "followup.db", **settings) as db:
+            store = await build_store(db.settings, db.sessions)
             try:
-                store = LocalVectorStore(db.sessions)
-                distractors = corpus.passages(distractor_count, words=40)
                 await index_documents(
                     db.sessions, store, embedder, followups.documents, distractors
                 )
-                config = pipeline_config(db.settings)
-                pipeline = RagPipeline(embedder, store, ExtractiveGenerator(embedder), config)
-                start = time.perf_counter()
-                evaluation = await evaluate(pipeline, followups.dialogues)
-                seconds = time.perf_counter() - start
+                generator = build_generator(db.settings, embedder)
+                pipeline = RagPipeline(embedder, store, generator, pipeline_config(db.settings))
+                return await evaluate(pipeline, followups.dialogues), pipeline
             finally:
-                await embedder.aclose()
+                await store.aclose()
+
+
+async def run(quick: bool) -> Result:
+    followups = load_set()
+    distractor_count = DISTRACTORS[quick]
+    distractors = corpus.passages(distractor_count, words=40)
+    embedder = await LocalEmbedder.load(bench_settings("sqlite+aiosqlite://"))
+    try:
+        start = time.perf_counter()
+        evaluation, pipeline = await measure(embedder, followups, distractors)
+        seconds = time.perf_counter() - start
+        dense = None
+        if not quick:
+            dense, _ = await measure(embedder, followups, distractors, retrieval_mode="dense")
+    finally:
+        await embedder.aclose()
+    config = pipeline.config
     gain = evaluation.with_memory - evaluation.without_memory
     result = Result(
         name="followup",
@@ -182,6 +199,7 @@ async def run(quick: bool) -> Result:
             "top_k": config.top_k,
             "min_score": config.min_score,
             "condense": config.condense,
+            "retrieval_mode": bench_settings("sqlite+aiosqlite://").retrieval_mode,
         },
         metrics={
             "hit_at_3_with_memory": evaluation.with_memory,
@@ -192,6 +210,10 @@ async def run(quick: bool) -> Result:
             "seconds": seconds,
         },
     )
+    if dense is not None:
+        result.metrics["dense_hit_at_3_with_memory"] = dense.with_memory
+        result.metrics["dense_hit_at_3_without_memory"] = dense.without_memory
+        result.metrics["dense_hit_at_3_topic_switch"] = dense.switch
     result.headline(
         "follow-up hit@3, memory vs none",
         evaluation.with_memory,
@@ -218,6 +240,11 @@ async def run(quick: bool) -> Result:
     result.row(
         "knowledge base", f"{len(followups.documents)} documents + {distractor_count} distractors"
     )
+    if dense is not None:
+        result.row(
+            "RETRIEVAL_MODE=dense: with / without / topic",
+            f"{dense.with_memory:.3f} / {dense.without_memory:.3f} / {dense.switch:.3f}",
+        )
     result.row("time", f"{seconds:.1f} s for {evaluation.dialogues} dialogues (two turns each)")
     result.goals.append(
         Goal(

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.rag.backends.local import ExtractiveGenerator, LocalEmbedder, LocalVectorStore
-from app.rag.factory import pipeline_config
+from app.rag.backends.local import LocalEmbedder
+from app.rag.factory import build_generator, build_store, pipeline_config
 from app.rag.pipeline import RagPipeline
 from bench.bench_followup import GOAL_GAIN, GOAL_WITH_MEMORY, evaluate, index_documents, load_set
 from tests.conftest import make_settings, new_user
@@ -36,16 +36,18 @@ def test_followup_set_followups_name_none_of_their_key_terms() -> None:
 
 
 async def test_followup_hit_at_3_with_memory_meets_goal_and_beats_without(
-    embedder: LocalEmbedder, sessions: async_sessionmaker[AsyncSession]
+    embedder: LocalEmbedder, sessions: async_sessionmaker[AsyncSession], database_url: str
 ) -> None:
-    settings = make_settings("sqlite+aiosqlite://")
-    store = LocalVectorStore(sessions)
+    settings = make_settings(database_url)  # the embedded defaults, as the app builds them
+    store = await build_store(settings, sessions)
     await index_documents(sessions, store, embedder, FOLLOWUPS.documents, distractors=[])
-    pipeline = RagPipeline(
-        embedder, store, ExtractiveGenerator(embedder), pipeline_config(settings)
-    )
+    generator = build_generator(settings, embedder)
+    pipeline = RagPipeline(embedder, store, generator, pipeline_config(settings))
 
-    result = await evaluate(pipeline, FOLLOWUPS.dialogues)
+    try:
+        result = await evaluate(pipeline, FOLLOWUPS.dialogues)
+    finally:
+        await store.aclose()
 
     assert result.with_memory >= GOAL_WITH_MEMORY, result
     assert result.with_memory - result.without_memory >= GOAL_GAIN, result
