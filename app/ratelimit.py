@@ -174,7 +174,7 @@ class RateLimiter:
             self.storage.timer.cancel()
 
 
-def get_rate_limiter(state: StateDep) -> RateLimiter:
+async def get_rate_limiter(state: StateDep) -> RateLimiter:  # async: no thread-pool hop
     return state["ratelimiter"]
 
 
@@ -253,3 +253,4 @@ RefreshRateLimit = Depends(limit_refresh)
 ChatRateLimit = Depends(limit_chat)
 OpenAIChatRateLimit = Depends(limit_openai_chat)
 UploadRateLimit = Depends(limit_upload)
+

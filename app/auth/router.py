@@ -27,7 +27,7 @@ from app.errors import (
     NotAuthenticated,
     error_responses,
 )
-from app.ratelimit import LoginRateLimit, RefreshRateLimit
+from app.ratelimit import LoginRateLimit, RefreshRateLimit, TooManyRequests
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
@@ -47,7 +47,7 @@ async def signup(body: UserCreate, service: AuthServiceDep) -> UserRead:
 @router.post(
     "/login/",
     response_model=TokenPair,
-    responses=error_responses(MalformedBody, InvalidCredentials),
+    responses=error_responses(MalformedBody, InvalidCredentials, TooManyRequests),
     dependencies=[NoStore, LoginRateLimit],
 )
 async def login(body: LoginRequest, service: AuthServiceDep) -> TokenPair:
@@ -59,7 +59,7 @@ async def login(body: LoginRequest, service: AuthServiceDep) -> TokenPair:
 @router.post(
     "/token/refresh/",
     response_model=RefreshedTokens,
-    responses=error_responses(MalformedBody, NotAuthenticated),
+    responses=error_responses(MalformedBody, NotAuthenticated, TooManyRequests),
     dependencies=[NoStore, RefreshRateLimit],
 )
 async def refresh(body: RefreshRequest, service: AuthServiceDep) -> RefreshedTokens:
@@ -71,7 +71,7 @@ async def refresh(body: RefreshRequest, service: AuthServiceDep) -> RefreshedTok
 @router.post(
     "/token/",
     response_model=OAuth2Token,
-    responses=error_responses(MalformedBody, InvalidCredentials),
+    responses=error_responses(MalformedBody, InvalidCredentials, TooManyRequests),
     dependencies=[NoStore, LoginRateLimit],
 )
 async def token(

@@ -21,7 +21,7 @@ from app.errors import (
     UpstreamUnavailable,
     error_responses,
 )
-from app.ratelimit import ChatRateLimit
+from app.ratelimit import ChatRateLimit, TooManyRequests
 
 router = APIRouter(prefix="/api", tags=["chat"])
 # The conversation routes live under /api with the chat: app/main.py includes this router.
@@ -54,6 +54,7 @@ ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
         UpstreamError,
         UpstreamUnavailable,
         UpstreamTimeout,
+        TooManyRequests,
     ),
     dependencies=[ChatRateLimit],
 )
@@ -86,6 +87,7 @@ async def chat(body: ChatRequest, user: CurrentUser, service: ChatServiceDep) ->
             UpstreamError,
             UpstreamUnavailable,
             UpstreamTimeout,
+            TooManyRequests,
         ),
     },
     dependencies=[ChatRateLimit],

@@ -29,7 +29,7 @@ from app.errors import (
     UpstreamUnavailable,
     error_responses,
 )
-from app.ratelimit import UploadRateLimit
+from app.ratelimit import TooManyRequests, UploadRateLimit
 from app.validation import strip_nul
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
@@ -139,6 +139,7 @@ async def _read_multipart(request: Request, limit: int, limits: ExtractionLimits
             InvalidInput,
             UpstreamError,
             UpstreamUnavailable,
+            TooManyRequests,
         ),
     },
     dependencies=[UploadRateLimit],

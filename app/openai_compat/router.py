@@ -104,7 +104,7 @@ def get_completion_service(state: StateDep, chat: ChatServiceDep) -> CompletionS
             "description": "With `stream: true`: `chat.completion.chunk` events, then "
             "`data: [DONE]`.",
         },
-        **_errors(400, 401, 404, 413, 502, 503, 504),
+        **_errors(400, 401, 404, 413, 429, 502, 503, 504),
     },
     dependencies=[OpenAIChatRateLimit],
 )

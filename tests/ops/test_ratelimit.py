@@ -372,3 +372,22 @@ async def test_redis_black_holed_costs_one_timeout_then_skipped(
 
     assert timings[0] >= 0.3  # the one call that waited for Redis
     assert max(timings[1:]) < 0.3  # the next ones did not ask it
+
+
+async def test_openapi_documents_429_on_limited_routes_only(app_client: AppClientFactory) -> None:
+    async with app_client() as client:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+
+    limited = [
+        ("post", "/api/login/"),
+        ("post", "/api/token/"),
+        ("post", "/api/token/refresh/"),
+        ("post", "/api/chat/"),
+        ("post", "/api/chat/stream/"),
+        ("post", "/api/documents/"),
+        ("post", "/v1/chat/completions"),
+    ]
+    for method, path in limited:
+        assert "429" in paths[path][method]["responses"], path
+    assert "429" not in paths["/api/signup/"]["post"]["responses"]
+    assert "429" not in paths["/api/documents/"]["get"]["responses"]
