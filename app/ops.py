@@ -88,7 +88,7 @@ async def readyz(state: StateDep) -> JSONResponse:
     )
 
 
-def _metrics_access(
+async def _metrics_access(
     settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
     if not settings.metrics_enabled:

@@ -253,4 +253,3 @@ RefreshRateLimit = Depends(limit_refresh)
 ChatRateLimit = Depends(limit_chat)
 OpenAIChatRateLimit = Depends(limit_openai_chat)
 UploadRateLimit = Depends(limit_upload)
-
