@@ -201,7 +201,9 @@ def iter_files(paths: Sequence[str]) -> Iterator[Path]:
             print(f"skipped {raw}: not found", file=sys.stderr)
 
 
-async def _ingest(settings: Settings, paths: Sequence[str]) -> tuple[int, int, int]:
+async def _ingest(
+    settings: Settings, paths: Sequence[str], *, background: bool = False
+) -> tuple[int, int, int]:
     from tqdm import tqdm
 
     from app.documents.extraction import content_type_for, extract_text
@@ -218,7 +220,13 @@ async def _ingest(settings: Settings, paths: Sequence[str]) -> tuple[int, int, i
         stack.push_async_callback(embedder.aclose)
         store = await build_store(settings, sessions)
         stack.push_async_callback(store.aclose)
-        service = DocumentService(sessions, embedder, store, settings)
+        broker = None
+        if background:  # queued for `chatbot worker`, not indexed here
+            from app.documents.broker import IngestionBroker
+
+            broker = await IngestionBroker.connect(settings)
+        service = DocumentService(sessions, embedder, store, settings, broker=broker)
+        stack.push_async_callback(service.aclose)
         bar = tqdm(total=len(files), unit="file", desc="ingest", file=sys.stderr)
         chunks_done = 0
         started = time.perf_counter()
@@ -243,7 +251,7 @@ async def _ingest(settings: Settings, paths: Sequence[str]) -> tuple[int, int, i
                     shared=True,
                 )
                 document, created = await service.add(
-                    new, owner_id=None, background=False, progress=progress
+                    new, owner_id=None, background=background, progress=progress
                 )
             except AppError as exc:
                 bar.write(f"failed {path}: {exc.detail}")
@@ -262,7 +270,10 @@ async def _ingest(settings: Settings, paths: Sequence[str]) -> tuple[int, int, i
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    added, skipped, failed = asyncio.run(_ingest(settings, args.paths))
+    if args.background and not settings.task_broker_url:
+        print("--background needs TASK_BROKER_URL (and `chatbot worker`)", file=sys.stderr)
+        return 2
+    added, skipped, failed = asyncio.run(_ingest(settings, args.paths, background=args.background))
     print(f"added {added}, unchanged {skipped}, failed {failed}")
     return 1 if failed else 0
 
@@ -353,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="load files and folders into the shared knowledge base")
     ingest.add_argument("paths", nargs="+")
+    ingest.add_argument(
+        "--background",
+        action="store_true",
+        help="queue big documents for `chatbot worker` instead of indexing them here",
+    )
     ingest.set_defaults(handler=cmd_ingest)
 
     sub.add_parser(
