@@ -152,6 +152,16 @@ class _RetryPolicy:
                 attempt += 1
 
 
+async def _open_session(client: AsyncInferenceClient, lock: asyncio.Lock) -> None:
+    """Build the SDK's HTTP session before concurrent calls race to. AsyncInferenceClient
+    builds it lazily, unlocked, on first use: 100 concurrent first calls built 100 sessions
+    (a TLS context each, ~5-30 ms of blocked event loop), all but one left open until close()
+    (bench/perf/concurrency.py, profiled with py-spy)."""
+    if client._async_client is None:  # private: the SDK has no public way to do this
+        async with lock:
+            await client._get_async_client()  # type: ignore[no-untyped-call]
+
+
 class _RotatingClient:
     """Lends out one AsyncInferenceClient, replaced by a new one every `max_streams` streams.
 
@@ -167,6 +177,7 @@ class _RotatingClient:
         self._current = factory()
         self._streams = 0
         self._users: dict[AsyncInferenceClient, int] = {self._current: 0}
+        self._session_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def borrow(self, *, stream: bool = False) -> AsyncIterator[AsyncInferenceClient]:
@@ -178,6 +189,7 @@ class _RotatingClient:
                 await retired.close()  # type: ignore[no-untyped-call]
         client = self._current
         self._users[client] += 1
+        await _open_session(client, self._session_lock)
         if stream:
             self._streams += 1
         try:
@@ -227,6 +239,7 @@ class HuggingFaceEmbedder:
         self._dimension = dimension
         self._batch_size = batch_size
         self._client = AsyncInferenceClient(api_key=api_key, timeout=timeout)
+        self._session_lock = asyncio.Lock()
         self._retry = _RetryPolicy(
             deadline=retry_deadline, sleep=sleep, clock=clock, secret=api_key
         )
@@ -252,6 +265,7 @@ class HuggingFaceEmbedder:
         """Embed `texts` in batches of `batch_size`; shape (len(texts), dimension). The
         server queues requests itself: `priority` is not sent."""
         matrix = np.empty((len(texts), self._dimension), dtype=np.float32)
+        await _open_session(self._client, self._session_lock)
         for start in range(0, len(texts), self._batch_size):
             batch = list(texts[start : start + self._batch_size])
             raw = await self._retry.call(
