@@ -268,6 +268,13 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _check_rate_limit_storage(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("RATE_LIMIT_STORAGE_URL must be memory:// or redis://host:port/db")
+        return value
+
     @field_validator("root_path")
     @classmethod
     def _normalize_root_path(cls, value: str) -> str:

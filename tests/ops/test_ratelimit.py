@@ -9,8 +9,10 @@ import time
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from starlette.requests import Request
 
+from app.config import Settings
 from app.ratelimit import TrustedProxies, client_ip
 from tests.ops.conftest import AppClientFactory, PeerAppFactory, bearer, signup_login
 
@@ -391,3 +393,12 @@ async def test_openapi_documents_429_on_limited_routes_only(app_client: AppClien
         assert "429" in paths[path][method]["responses"], path
     assert "429" not in paths["/api/signup/"]["post"]["responses"]
     assert "429" not in paths["/api/documents/"]["get"]["responses"]
+
+
+def test_settings_unknown_rate_limit_storage_refused_in_one_line() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None, rate_limit_storage_url="mongodb://127.0.0.1/limits")
+
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("rate_limit_storage_url",)
+    assert "must be memory:// or redis://host:port/db" in error["msg"]
