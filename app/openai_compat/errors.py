@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,8 +20,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from app.errors import AppError, NotFound
-
-logger = logging.getLogger(__name__)
 
 PREFIX = "/v1"
 
@@ -109,7 +106,8 @@ def _param(loc: tuple[Any, ...] | list[Any]) -> str | None:
     return out or None
 
 
-def render(exc: Exception, request: Request) -> Response:
+def render(exc: Exception, request: Request) -> Response | None:
+    """OpenAI's rendering of our own errors; None for the rest (their handler answers)."""
     if isinstance(exc, AppError):
         status = 400 if exc.status_code == 422 else exc.status_code
         message = str(exc.detail)
@@ -128,8 +126,27 @@ def render(exc: Exception, request: Request) -> Response:
         if exc.status_code in (404, 405):  # no such route: say which, as OpenAI does
             message = f"Invalid URL ({request.method} {request.url.path})"
         return _response(exc.status_code, message, None, None, exc.headers)
-    logger.exception("Unhandled error on %s %s", request.method, request.url.path)
-    return _response(500, "Internal server error.", "internal_error")
+    return None
+
+
+def translate(response: Response) -> Response:
+    """Our `{"error": code, "detail": message}` body (a database outage, an unhandled error)
+    in OpenAI's shape, with the same status and headers."""
+    try:
+        body = json.loads(bytes(getattr(response, "body", b"")))
+    except ValueError:
+        body = None
+    code = body.get("error") if isinstance(body, dict) else None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    message = detail if isinstance(detail, str) else "The request failed."
+    headers = {
+        name: value
+        for name, value in response.headers.items()
+        if name not in ("content-length", "content-type")
+    }
+    return _response(
+        response.status_code, message, code if isinstance(code, str) else None, None, headers
+    )
 
 
 def _under_prefix(request: Request) -> bool:
@@ -145,18 +162,17 @@ Handler = Callable[[Request, Exception], Any]
 
 def install_openai_error_handlers(app: FastAPI) -> None:
     """Render errors under /v1 in OpenAI's shape; every other path keeps its handler.
-    Call after `app.errors.install_error_handlers`."""
-    for exc_class in (AppError, RequestValidationError, StarletteHTTPException, Exception):
-        fallback: Handler | None = app.exception_handlers.get(exc_class)
+    Wraps every handler registered so far: call after `app.errors.install_error_handlers`."""
+    for key, fallback in list(app.exception_handlers.items()):
 
-        def make(fallback: Handler | None) -> Callable[[Request, Exception], Any]:
+        def make(fallback: Handler) -> Callable[[Request, Exception], Any]:
             async def handle(request: Request, exc: Exception) -> Response:
-                if _under_prefix(request) or fallback is None:
-                    return render(exc, request)
+                if _under_prefix(request) and (rendered := render(exc, request)) is not None:
+                    return rendered
                 result = fallback(request, exc)
                 response: Response = await result if inspect.isawaitable(result) else result
-                return response
+                return translate(response) if _under_prefix(request) else response
 
             return handle
 
-        app.add_exception_handler(exc_class, make(fallback))
+        app.add_exception_handler(key, make(fallback))

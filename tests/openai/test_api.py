@@ -7,9 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy.exc
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from tests.conftest import AppFactory, new_user
+from app.main import create_app
+from app.testing import running_app
+from tests.conftest import AppFactory, make_settings, new_user
 
 LIGHTHOUSE = (
     "The Korvath lighthouse was painted teal in 1911. Its first keeper was Ilse Marren, "
@@ -287,3 +290,32 @@ async def test_embeddings_by_configured_model_name_match_the_store(
     assert len(vectors) == 3
     assert vectors[0] == vectors[2]
     assert response.json()["model"] == body["model"]
+
+
+async def test_database_outage_and_unhandled_errors_keep_openai_shape(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(make_settings(database_url))
+
+    async def outage() -> None:
+        raise sqlalchemy.exc.TimeoutError("QueuePool limit reached")
+
+    async def bug() -> None:
+        raise RuntimeError("a bug of ours")
+
+    # Routes of the test's own, under /v1 and outside it, raising what a real route could.
+    app.add_api_route("/v1/test-outage", outage)
+    app.add_api_route("/v1/test-bug", bug)
+    app.add_api_route("/api/test-bug/", bug)
+    async with running_app(app, raise_app_exceptions=False) as (client, _):
+        unavailable = await client.get("/v1/test-outage")
+        assert_openai_error(unavailable, 503)
+        assert unavailable.json()["error"]["code"] == "database_unavailable"
+        assert unavailable.json()["error"]["type"] == "server_error"
+        assert int(unavailable.headers["retry-after"]) >= 1
+        failed = await client.get("/v1/test-bug")
+        assert_openai_error(failed, 500)
+        assert "a bug of ours" not in failed.text
+        seed = await client.get("/api/test-bug/")
+        assert seed.json() == {"error": "internal_error", "detail": "Internal server error."}
+    assert "Unhandled error on GET /v1/test-bug" in caplog.text
