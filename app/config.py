@@ -250,11 +250,12 @@ class Settings(BaseSettings):
     extractive_cache_vectors: int = Field(default=20_000, ge=0)
 
     # Hybrid retrieval (issue 11): dense vectors, the lexical index, or both fused by
-    # reciprocal rank: weight / (RETRIEVAL_RRF_K + rank) summed over the two rankings.
+    # reciprocal rank: weight / (RETRIEVAL_RRF_K + rank) summed over the two rankings. The
+    # defaults (docs/retrieval.md) keep the lexical first hit within the top 3 whatever dense says.
     retrieval_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
-    retrieval_dense_weight: float = Field(default=1.0, ge=0)
+    retrieval_dense_weight: float = Field(default=1.5, ge=0)
     retrieval_lexical_weight: float = Field(default=1.0, ge=0)
-    retrieval_rrf_k: int = Field(default=60, ge=1)
+    retrieval_rrf_k: int = Field(default=2, ge=1)
     # Candidates each search returns before fusion and the dedupe of overlapping chunks.
     retrieval_candidates: int = Field(default=30, ge=1, le=1_000)
 
