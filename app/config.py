@@ -248,6 +248,9 @@ class Settings(BaseSettings):
     embedding_query_cache: int = Field(default=256, ge=0)
     # Extractive answers: sentence vectors kept by content hash (384 floats each: 1.5 KiB).
     extractive_cache_vectors: int = Field(default=20_000, ge=0)
+    # torch threads of the local embedder; 0 is torch's default (one per core). One thread
+    # keeps query latency steady when the cores are shared (workers, database, other apps).
+    embedding_threads: int = Field(default=1, ge=0)
 
     # Hybrid retrieval (issue 11): dense vectors, the lexical index, or both fused by
     # reciprocal rank: weight / (RETRIEVAL_RRF_K + rank) summed over the two rankings. The

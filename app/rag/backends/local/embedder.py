@@ -65,6 +65,17 @@ def _load_model(path: Path) -> Any:
         return model
 
 
+def _set_torch_threads(threads: int) -> None:
+    """torch's intra-op threads for the encodes (0: torch's default, one per core). On cores
+    shared with other processes (other workers, the database), OpenMP threads spin at each
+    barrier: one query encode took 200-330 ms with 2 threads and 28-45 ms with 1 on this
+    2-core machine under load (bench/perf/turns.py)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 @dataclass(slots=True)
 class _Job:
     """One embed() call waiting for the encoder; bulk jobs are encoded a sub-batch at a time."""
@@ -93,6 +104,7 @@ class LocalEmbedder:
         batch_size: int = 32,
         bulk_sub_batch: int = 4,
         query_cache: int = 256,
+        threads: int = 0,
     ) -> None:
         self._model = model
         self._batch_size = batch_size
@@ -101,7 +113,12 @@ class LocalEmbedder:
         self._queries: list[_Job] = []
         self._bulk: deque[_Job] = deque()
         self._drainer: asyncio.Task[None] | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._thread = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="embedder",
+            initializer=_set_torch_threads,
+            initargs=(threads,),
+        )
         self._recent: OrderedDict[str, Vector] = OrderedDict()
         self._recent_max = query_cache
 
@@ -114,6 +131,7 @@ class LocalEmbedder:
             batch_size=settings.embedding_batch_size,
             bulk_sub_batch=settings.embedding_bulk_sub_batch,
             query_cache=settings.embedding_query_cache,
+            threads=settings.embedding_threads,
         )
 
     @property
