@@ -48,6 +48,7 @@ def migrate(settings: Settings, revision: str = "head") -> None:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     root_path = settings.root_path if args.root_path is None else args.root_path.rstrip("/")
     if root_path and not root_path.startswith("/"):
@@ -69,6 +70,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         server_header=False,
         log_level=settings.log_level.lower(),
+        # JSON logs: uvicorn's records go through our handler, not uvicorn's own formatters.
+        log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
     )
     return 0
 
@@ -380,7 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings()
-    configure_logging(settings.log_level, "%(levelname)s %(name)s: %(message)s")
+    configure_logging(
+        settings.log_level, "%(levelname)s %(name)s: %(message)s", log_format=settings.log_format
+    )
     return int(args.handler(args, settings))
 
 

@@ -4,6 +4,7 @@ Remote backends point at the Hugging Face wire fake, so no worker loads a model.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -36,7 +37,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def two_workers(tmp_path: Path, redis_url: str, key_prefix: str) -> Iterator[tuple[str, Path]]:
+def two_workers(
+    tmp_path: Path, redis_url: str, key_prefix: str
+) -> Iterator[tuple[str, Path, Path]]:
     fake = FakeHuggingFace()
     metrics_dir = tmp_path / "metrics"
     port = _free_port()
@@ -86,7 +89,7 @@ def two_workers(tmp_path: Path, redis_url: str, key_prefix: str) -> Iterator[tup
                 except httpx.TransportError:
                     pass
                 time.sleep(0.2)  # polling start-up, not timing a behaviour
-            yield url, metrics_dir
+            yield url, metrics_dir, log_path
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -117,9 +120,9 @@ def _login_counts_by_process(metrics_dir: Path, scratch: Path) -> dict[str, floa
 
 
 def test_two_workers_share_limits_in_redis_and_report_metrics_together(
-    two_workers: tuple[str, Path], tmp_path: Path
+    two_workers: tuple[str, Path, Path], tmp_path: Path
 ) -> None:
-    url, metrics_dir = two_workers
+    url, metrics_dir, _ = two_workers
     (tmp_path / "alone").mkdir()
     assert not (metrics_dir / "counter_999999.db").exists()
     statuses = []
@@ -147,3 +150,24 @@ def test_two_workers_share_limits_in_redis_and_report_metrics_together(
             if sample.name == "http_requests_total" and sample.labels["route"] == "/api/login/"
         }
         assert totals == {"401": PER_ACCOUNT, "429": ATTEMPTS - PER_ACCOUNT}
+
+
+def test_serve_log_format_json_every_line_json_with_request_ids(
+    two_workers: tuple[str, Path, Path],
+) -> None:
+    url, _, log_path = two_workers
+    with httpx.Client(base_url=url, timeout=30) as client:
+        response = client.get("/readyz", headers={"X-Request-ID": "probe-1"})
+    assert response.headers["X-Request-ID"] == "probe-1"
+
+    deadline = time.monotonic() + 10
+    while "probe-1" not in log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the access line is written as the response goes out
+    entries = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    loggers = {entry["logger"] for entry in entries}
+    assert {"uvicorn.error", "uvicorn.access", "app.rag.factory"} <= loggers
+    access = [
+        e for e in entries if e["logger"] == "uvicorn.access" and e["request_id"] == "probe-1"
+    ]
+    assert len(access) == 1
+    assert "GET /readyz" in access[0]["message"]
