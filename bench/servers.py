@@ -104,16 +104,28 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, path: str
 
 
 def start_app(
-    database_url: str, workdir: Path, env: Mapping[str, str] = {}, *, port: int | None = None
+    database_url: str,
+    workdir: Path,
+    env: Mapping[str, str] = {},
+    *,
+    port: int | None = None,
+    root: Path = ROOT,
 ) -> Server:
-    """`chatbot serve` (migrations first) on a free port with BASE_ENV plus `env`."""
+    """`chatbot serve` (migrations first) on a free port with BASE_ENV plus `env`; `root` runs
+    another tree of the code (e.g. `git archive` of an older commit) with this venv."""
     port = port or free_port()
     log = workdir / f"server-{port}.log"
     full = {**os.environ, **BASE_ENV, "DATABASE_URL": database_url, **env}
-    command = [str(BIN / "chatbot"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    if root == ROOT:
+        command = [str(BIN / "chatbot"), *serve]
+    else:
+        full["PYTHONPATH"] = str(root)
+        command = [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())"]
+        command += serve
     with log.open("ab") as out:
         process = subprocess.Popen(  # noqa: S603
-            command, cwd=ROOT, env=full, stdout=out, stderr=subprocess.STDOUT
+            command, cwd=root, env=full, stdout=out, stderr=subprocess.STDOUT
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -138,6 +150,18 @@ def start_module(module: str, workdir: Path, *args: str, ready: str = "/hello") 
     base = f"http://127.0.0.1:{port}"
     wait_ready(base, process, log, ready)
     return Server(process, base, log)
+
+
+def source_tree(ref: str, workdir: Path) -> Path:
+    """The code at git `ref`, extracted (not checked out) under `workdir`."""
+    target = workdir / f"tree-{ref}"
+    target.mkdir()
+    git, tar = shutil.which("git") or "git", shutil.which("tar") or "tar"
+    archive = subprocess.run(  # noqa: S603
+        [git, "archive", ref], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    subprocess.run([tar, "-x", "-C", str(target)], input=archive, check=True)  # noqa: S603
+    return target
 
 
 @contextmanager

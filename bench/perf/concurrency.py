@@ -25,9 +25,11 @@ from bench.perf.fakes import API_KEY
 from bench.servers import (
     BIN,
     PG_URL,
+    ROOT,
     postgres_available,
     reset_postgres,
     running,
+    source_tree,
     spread,
     start_app,
     start_module,
@@ -118,6 +120,8 @@ def run(
     workdir: Path,
     database: str = "sqlite",
     profile: Path | None = None,
+    code: str = "HEAD",
+    root: Path = ROOT,
 ) -> list[dict[str, Any]]:
     results = []
     with running([start_module("bench.perf.fakes", workdir, "--llm-delay", str(delay))]) as (
@@ -127,8 +131,8 @@ def run(
             asyncio.run(reset_postgres())
             db = PG_URL
         else:
-            db = f"sqlite+aiosqlite:///{workdir}/concurrency.db"
-        with running([start_app(db, workdir, app_env(fakes.base))]) as (app,):
+            db = f"sqlite+aiosqlite:///{workdir}/concurrency-{code}.db"
+        with running([start_app(db, workdir, app_env(fakes.base), root=root)]) as (app,):
             offset = 0
             for n in users:
                 walls: list[float] = []
@@ -156,6 +160,7 @@ def run(
                             floors.append(wall)
                             failed += bad
                 result: dict[str, Any] = {
+                    "code": code,
                     "database": database,
                     "users": n,
                     "llm_delay_s": delay,
@@ -174,7 +179,7 @@ def run(
                 }
                 results.append(result)
                 print(
-                    f"{database:10} {n:4} concurrent chats: "
+                    f"{code:8} {database:10} {n:4} concurrent chats: "
                     f"{result['chat_wall_s']['median']:.2f} s "
                     f"[{min(walls):.2f}-{max(walls):.2f}] = "
                     f"{result['ratio_to_floor']['median']:.2f}x the {delay:g} s floor "
@@ -224,17 +229,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the server")
     parser.add_argument("--databases", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--before", help="also measure this git ref (e.g. 2e31488), same run")
     args = parser.parse_args(argv)
     info = machine()
     with tempfile.TemporaryDirectory() as tmp:
         results = []
+        trees = [("HEAD", ROOT)]
+        if args.before:
+            trees.insert(0, (args.before, source_tree(args.before, Path(tmp))))
         for database in args.databases:
             if database == "postgresql" and not postgres_available():
                 print("PostgreSQL not reachable: skipped")
                 continue
-            results += run(
-                args.users, args.rounds, args.llm_delay, Path(tmp), database, args.profile
-            )
+            for code, root in trees:
+                results += run(
+                    args.users,
+                    args.rounds,
+                    args.llm_delay,
+                    Path(tmp),
+                    database,
+                    args.profile,
+                    code,
+                    root,
+                )
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "results": results}, indent=2))
     return 0

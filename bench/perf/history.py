@@ -23,10 +23,12 @@ from app.db import create_engine, create_sessionmaker, utcnow
 from bench.harness import bench_settings, machine
 from bench.servers import (
     PG_URL,
+    ROOT,
     postgres_available,
     reset_postgres,
     running,
     signup,
+    source_tree,
     spread,
     start_app,
     start_module,
@@ -73,9 +75,15 @@ async def seed(database_url: str, user_id: int, count: int = MESSAGES) -> None:
 
 
 def measure(
-    name: str, database_url: str, hello: str, workdir: Path, rounds: int, seconds: float
+    name: str,
+    database_url: str,
+    hello: str,
+    workdir: Path,
+    rounds: int,
+    seconds: float,
+    root: Path = ROOT,
 ) -> dict[str, Any]:
-    with running([start_app(database_url, workdir)]) as (app,):
+    with running([start_app(database_url, workdir, root=root)]) as (app,):
         headers = signup(app.base)
         me = httpx.get(f"{app.base}/api/me/", headers=headers, timeout=10).json()
         asyncio.run(seed(database_url, me["id"]))
@@ -126,41 +134,53 @@ def measure(
     }
 
 
+def summary(result: dict[str, Any]) -> str:
+    s = result["serial_p50_ms"]
+    return (
+        f"{result['code']:8} {result['database']:10} history "
+        f"{result['history_rps']['median']:7.0f} req/s "
+        f"(p50 {result['history_p50_ms_32']['median']:.1f} ms at 32) / hello "
+        f"{result['hello_rps']['median']:7.0f} = ratio {result['ratio']['median']:.3f}"
+        f" [{result['ratio']['min']:.3f}-{result['ratio']['max']:.3f}] "
+        f"(goal >= {GOAL_RATIO}); serial p50 history "
+        f"{s['history']['median']:.2f} ms, /health {s['health']['median']:.2f}, "
+        f"/api/me/ {s['me']['median']:.2f} (goal <= {GOAL_SERIAL_MS}); "
+        f"errors {result['errors']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--databases", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--before", help="also measure this git ref (e.g. 2e31488), same run")
     args = parser.parse_args(argv)
     info = machine()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
+        trees = [("HEAD", ROOT)]
+        if args.before:
+            trees.insert(0, (args.before, source_tree(args.before, workdir)))
         with running([start_module("bench.perf.hello", workdir)]) as (hello,):
             for name in args.databases:
-                if name == "sqlite":
-                    url = f"sqlite+aiosqlite:///{workdir}/history.db"
-                elif postgres_available():
-                    asyncio.run(reset_postgres())
-                    url = PG_URL
-                else:
+                if name == "postgresql" and not postgres_available():
                     print("PostgreSQL not reachable: skipped")
                     continue
-                result = measure(name, url, hello.base, workdir, args.rounds, args.seconds)
-                results.append(result)
-                s = result["serial_p50_ms"]
-                print(
-                    f"{name:10} history {result['history_rps']['median']:7.0f} req/s "
-                    f"(p50 {result['history_p50_ms_32']['median']:.1f} ms at 32) / hello "
-                    f"{result['hello_rps']['median']:7.0f} = ratio {result['ratio']['median']:.3f}"
-                    f" [{result['ratio']['min']:.3f}-{result['ratio']['max']:.3f}] "
-                    f"(goal >= {GOAL_RATIO}); serial p50 history "
-                    f"{s['history']['median']:.2f} ms, /health {s['health']['median']:.2f}, "
-                    f"/api/me/ {s['me']['median']:.2f} (goal <= {GOAL_SERIAL_MS}); "
-                    f"errors {result['errors']}",
-                    flush=True,
-                )
+                for code, root in trees:
+                    if name == "postgresql":
+                        asyncio.run(reset_postgres())
+                        url = PG_URL
+                    else:
+                        url = f"sqlite+aiosqlite:///{workdir}/history-{code}.db"
+                    result = measure(
+                        name, url, hello.base, workdir, args.rounds, args.seconds, root
+                    )
+                    result["code"] = code
+                    results.append(result)
+                    print(summary(result), flush=True)
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "results": results}, indent=2))
     return 0
