@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import utcnow
@@ -33,6 +34,11 @@ async def documents(sessions: async_sessionmaker[AsyncSession]) -> None:
             )
             for n in DOCUMENT_IDS
         )
+        if session.get_bind().dialect.name == "postgresql":
+            # Explicit ids leave the sequence behind; documents added later need the next one.
+            await session.execute(
+                text("SELECT setval(pg_get_serial_sequence('documents', 'id'), 1000)")
+            )
 
 
 def unit(seed: int, dim: int = 8) -> np.ndarray:

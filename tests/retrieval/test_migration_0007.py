@@ -12,10 +12,20 @@ from alembic.config import Config
 from app.db import create_engine, create_sessionmaker
 from app.rag.lexical import LexicalIndex
 from tests.conftest import make_settings
-from tests.security.test_migration_0003 import NOW, _document, _sql
+from tests.security.test_migration_0003 import NOW, _sql
 from tests.test_migrations import empty_database  # noqa: F401 - fixture
 
 MIGRATION = import_module("migrations.versions.2026-12-01_lexical_index")
+
+
+def _document(doc_id: int, owner: int, shared: bool, digest: str) -> str:
+    flag = "true" if shared else "false"
+    return (
+        "INSERT INTO documents (id, owner_id, shared, title, content_type, content, "
+        "content_hash, status, chunks, indexed_chunks, created_at, updated_at) VALUES "
+        f"({doc_id}, {owner}, {flag}, 't', 'text/plain', 'c', '{digest}', 'ready', 1, 1, "
+        f"'{NOW}', '{NOW}')"
+    )
 
 
 def _vector(seq: int, doc_id: int, owner: str, text: str) -> str:
