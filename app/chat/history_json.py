@@ -1,27 +1,22 @@
 """Chat history rows straight to JSON bytes: the shape of `list[MessageRead]`, without building
-and re-validating a Pydantic model per message (the history path's largest cost after the
-database, measured with bench/perf/profile_history.py)."""
+and re-validating a Pydantic model per message, and without decoding the stored sources only
+to encode them again (the history path's largest costs after the database, measured with
+bench/perf/profile_history.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import orjson
-from sqlalchemy import Row
 
-SOURCE_FIELDS = ("document_id", "title", "chunk_id", "score", "snippet")
-
-
-def _source(source: dict[str, Any]) -> dict[str, Any]:
-    # The fields of SourceRead only, score as a float, as the model would give them.
-    out = {name: source[name] for name in SOURCE_FIELDS}
-    out["score"] = float(out["score"])
-    return out
+from app.chat.repository import HistoryRow
 
 
-def messages_json(rows: Sequence[Row[Any]]) -> bytes:
-    """Rows of (id, role, content, timestamp, sources) as the JSON array of MessageRead."""
+def messages_json(rows: Sequence[HistoryRow]) -> bytes:
+    """Rows of (id, role, content, timestamp, sources_json) as the JSON array of MessageRead.
+
+    `sources_json` is the stored JSON text, embedded as it is: the chat service writes it from
+    `Source` (the fields of SourceRead, nothing else)."""
     return orjson.dumps(
         [
             {
@@ -29,7 +24,7 @@ def messages_json(rows: Sequence[Row[Any]]) -> bytes:
                 "role": row.role,
                 "content": row.content,
                 "timestamp": row.timestamp,
-                "sources": None if row.sources is None else [_source(s) for s in row.sources],
+                "sources": None if row.sources is None else orjson.Fragment(row.sources),
             }
             for row in rows
         ],

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Text, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat.models import ChatMessage
+
+# id, role, content, timestamp, and sources as stored JSON text (None without sources).
+HistoryRow = Row[int, str, str, datetime, str]
 
 
 class ChatRepository:
@@ -25,15 +28,17 @@ class ChatRepository:
         limit: int,
         before_id: int | None = None,
         conversation_id: int | None = None,
-    ) -> Sequence[Row[Any]]:
+    ) -> list[HistoryRow]:
         """The user's newest `limit` messages (older than `before_id`), oldest first, as rows
-        of the columns the history shows (no ORM objects: this is the hot read path)."""
+        of the columns the history shows, `sources` as its JSON text (no ORM objects and no
+        JSON decoding: this is the hot read path)."""
         query = select(
             ChatMessage.id,
             ChatMessage.role,
             ChatMessage.content,
             ChatMessage.timestamp,
-            ChatMessage.sources,
+            # The stored JSON text, not decoded: the history embeds it as it is.
+            cast(ChatMessage.sources, Text).label("sources"),
         ).where(ChatMessage.user_id == user_id)
         if conversation_id is not None:
             query = query.where(ChatMessage.conversation_id == conversation_id)

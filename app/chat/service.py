@@ -10,16 +10,14 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
-from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import User
 from app.chat.models import ChatMessage
-from app.chat.repository import ChatRepository
+from app.chat.repository import ChatRepository, HistoryRow
 from app.conversations.models import Conversation
 from app.conversations.repository import ConversationRepository
 from app.conversations.service import ConversationNotFound, shorten_title
@@ -244,8 +242,8 @@ class ChatService:
         limit: int,
         before_id: int | None = None,
         conversation_id: int | None = None,
-    ) -> Sequence[Row[Any]]:
-        """Rows of (id, role, content, timestamp, sources), oldest first."""
+    ) -> list[HistoryRow]:
+        """Rows of (id, role, content, timestamp, sources JSON), oldest first."""
         async with self.sessions() as session:
             if conversation_id is not None:
                 owned = await ConversationRepository(session).get_owned(user.id, conversation_id)
