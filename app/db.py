@@ -63,6 +63,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     # hide_parameters: a failed statement's error (and so a 500's log line) would otherwise
     # carry its bound values: passwords' hashes, emails, chat and document text.
     kwargs: dict[str, Any] = {"echo": settings.database_echo, "hide_parameters": True}
+    if not settings.database_url.endswith((":memory:", "://")):  # those use a static pool
+        kwargs["pool_timeout"] = settings.database_pool_timeout_seconds
     if settings.is_sqlite:
         # busy_timeout is set by the pragma hook below; the driver's own timeout would mask it.
         kwargs["connect_args"] = {"timeout": 0}
@@ -71,7 +73,6 @@ def create_engine(settings: Settings) -> AsyncEngine:
         kwargs["pool_pre_ping"] = True
         kwargs["pool_size"] = settings.database_pool_size
         kwargs["max_overflow"] = settings.database_pool_size
-        kwargs["pool_timeout"] = settings.database_pool_timeout_seconds
         if settings.database_url.startswith("postgresql+asyncpg"):
             statement_ms = int(settings.database_statement_timeout_seconds * 1000)
             kwargs["connect_args"] = {

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import TypeGuard
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import RefreshToken, User
 from app.auth.repository import RefreshTokenRepository, UserRepository
@@ -36,11 +37,20 @@ def issued_to(user: User | None, claims: TokenClaims) -> TypeGuard[User]:
     return claims.issued_at >= user.created_at.replace(microsecond=0)
 
 
+async def release_connection(session: AsyncSession) -> None:
+    """End the read transaction before hashing, so the pooled connection goes back to the
+    pool: a request waiting ~0.1 s (or, in a login flood, seconds) for the hash pool must not
+    hold one, or a flood drains the pool and every other request times out."""
+    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        await session.commit()
+
+
 async def register_user(
     users: UserRepository, hasher: PasswordHasher, data: UserCreate, *, is_admin: bool = False
 ) -> User:
     if await users.get_by_email(data.email) is not None:
         raise EmailTaken()
+    await release_connection(users.session)
     password_hash = await hasher.hash(data.password)
     user = User(
         email=data.email.lower(),
@@ -92,6 +102,7 @@ class AuthService:
 
     async def authenticate(self, email: str, password: str) -> User:
         user = await self.users.get_by_email(email)
+        await release_connection(self.users.session)
         # Unknown emails verify against a dummy hash so both failures take the same time.
         stored = user.password_hash if user else self.hasher.dummy_hash
         valid = await self.hasher.verify(password, stored)
