@@ -8,6 +8,7 @@ by every replica). A refused request is a `429` with `Retry-After`, in the API's
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import ipaddress
 import logging
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 # After the store fails, limits are skipped this long before it is tried again.
 STORE_RETRY_SECONDS = 5
+# The memory store drops expired entries at most this often.
+SWEEP_SECONDS = 1.0
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -105,6 +108,44 @@ def account_key(email: str) -> str:
     return hashlib.sha256(normalize_email(email).encode()).hexdigest()[:32]
 
 
+class SweptMemoryStorage(MemoryStorage):
+    """limits' in-memory store, its expired entries swept inline at most every SWEEP_SECONDS.
+
+    The library sweeps in `asyncio.to_thread`, key by key, holding the key's lock while it waits
+    for a thread: with the default pool busy (PDF parsing, the local store), a chat's rate-limit
+    check would wait behind that work. Trimming lists of at most `limit` entries needs no thread.
+    Correctness never depends on the sweep (a check ignores entries older than the window)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._swept_at = 0.0
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - the library's hook
+        now = time.time()
+        if now - self._swept_at >= SWEEP_SECONDS:
+            self._swept_at = now
+            self.sweep(now)
+
+    def sweep(self, now: float) -> None:
+        """Drop expired entries and counters (no await: nothing interleaves with it)."""
+        for key in list(self.events):
+            lock = self.locks.get(key)
+            if lock is not None and lock.locked():
+                continue
+            entries = self.events[key]  # newest first
+            kept = entries[: bisect.bisect_left(entries, -now, key=lambda entry: -entry.expiry)]
+            if kept:
+                self.events[key] = kept
+            else:
+                del self.events[key]
+                self.locks.pop(key, None)
+        for key, expires in list(self.expirations.items()):
+            if expires <= now:
+                self.storage.pop(key, None)
+                self.expirations.pop(key, None)
+                self.locks.pop(key, None)
+
+
 class RateLimiter:
     """Moving-window counters in the configured store; `hit` refuses what exceeds a limit."""
 
@@ -134,7 +175,7 @@ class RateLimiter:
                 wrap_exceptions=True,
             )
         if url.startswith("memory://"):
-            return MemoryStorage()
+            return SweptMemoryStorage()
         raise ValueError(
             "RATE_LIMIT_STORAGE_URL must be memory:// or redis://host:port/db (rediss:// for TLS)"
         )
@@ -170,8 +211,6 @@ class RateLimiter:
     async def aclose(self) -> None:
         if self._pool is not None:
             await self._pool.aclose()
-        if isinstance(self.storage, MemoryStorage) and self.storage.timer is not None:
-            self.storage.timer.cancel()
 
 
 async def get_rate_limiter(state: StateDep) -> RateLimiter:  # async: no thread-pool hop

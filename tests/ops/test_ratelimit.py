@@ -13,7 +13,13 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from app.config import Settings
-from app.ratelimit import TrustedProxies, client_ip
+from app.ratelimit import (
+    RateLimiter,
+    SweptMemoryStorage,
+    TooManyRequests,
+    TrustedProxies,
+    client_ip,
+)
 from tests.ops.conftest import AppClientFactory, PeerAppFactory, bearer, signup_login
 
 PASSWORD = "correct horse 1"
@@ -402,3 +408,31 @@ def test_settings_unknown_rate_limit_storage_refused_in_one_line() -> None:
     (error,) = caught.value.errors()
     assert error["loc"] == ("rate_limit_storage_url",)
     assert "must be memory:// or redis://host:port/db" in error["msg"]
+
+
+async def test_memory_store_sweeps_inline_no_thread_and_forgets_old_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def no_thread(*_: object, **__: object) -> None:
+        raise AssertionError("the memory store must not wait for a thread")
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    limiter = RateLimiter(Settings(_env_file=None))
+    storage = limiter.storage
+    assert isinstance(storage, SweptMemoryStorage)
+    for n in range(50):
+        await limiter.hit("chat", 2, f"user:{n}")
+    await limiter.hit("chat", 2, "user:0")
+    with pytest.raises(TooManyRequests):
+        await limiter.hit("chat", 2, "user:0")
+    assert len(storage.events) == 50
+
+    clock[0] += 61  # the window has passed for every key
+    await limiter.hit("chat", 2, "user:7")
+
+    (remaining,) = storage.events  # the other 49 keys were swept
+    assert "user:7" in remaining
+    await limiter.hit("chat", 2, "user:0")  # its old entries no longer count
+    await limiter.aclose()
