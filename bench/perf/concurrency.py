@@ -66,7 +66,9 @@ async def _burst(send: Any, n: int) -> tuple[float, int]:
 
 
 def _client(n: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    # Fresh connections per burst: a kept-alive one may have been closed by the server's
+    # keep-alive timeout (5 s) since the last burst, a ReadError that says nothing of speed.
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=2)
     return httpx.AsyncClient(limits=limits, timeout=120)
 
 
@@ -77,7 +79,6 @@ async def fakes_alone(fakes: str, n: int) -> tuple[float, int]:
             response = await client.post(f"{fakes}/v1/chat/completions", json=COMPLETION)
             return response.status_code
 
-        await _burst(send, min(n, 10))  # warm connections
         return await _burst(send, n)
 
 

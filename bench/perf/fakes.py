@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -19,10 +20,11 @@ from tests.fakes.huggingface import FakeHuggingFace
 from tests.fakes.pinecone import FakePinecone
 
 API_KEY = "bench-pinecone-key"
+ANSWER = "Every employee gets 25 days of paid leave [1]."
 
 
 def build(llm_delay: float) -> ASGIApp:
-    huggingface = FakeHuggingFace(answer="Every employee gets 25 days of paid leave [1].")
+    huggingface = FakeHuggingFace(answer=ANSWER)
     pinecone = FakePinecone(api_key=API_KEY)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -30,6 +32,9 @@ def build(llm_delay: float) -> ASGIApp:
         if scope["type"] == "http" and (path.startswith("/v1/") or path == "/embed"):
             if path == "/v1/chat/completions":
                 await asyncio.sleep(llm_delay)
+                # The first word is when this answer left the fake (same clock as the client):
+                # bench.perf.first_token measures how long the app takes to pass it on.
+                huggingface.answer = f"{time.time():.6f} {ANSWER}"
             # The fakes record every request; a benchmark sends thousands.
             huggingface.requests.clear()
             await huggingface.app(scope, receive, send)
