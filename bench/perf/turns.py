@@ -27,7 +27,7 @@ import httpx
 
 from bench.corpus import documents
 from bench.harness import machine
-from bench.servers import ROOT, running, signup, spread, start_app
+from bench.servers import ROOT, running, signup, source_tree, spread, start_app
 
 QUESTIONS = [
     "Who reviews every open invoice?",
@@ -136,9 +136,16 @@ async def during_ingestion(
 
 
 def measure(
-    sub_batch: int, threads: int, workdir: Path, rounds: int, seconds: float, chunks: int
+    sub_batch: int,
+    threads: int,
+    workdir: Path,
+    rounds: int,
+    seconds: float,
+    chunks: int,
+    code: str = "HEAD",
+    root: Path = ROOT,
 ) -> dict[str, Any]:
-    db = f"sqlite+aiosqlite:///{workdir}/turns-{sub_batch}.db"
+    db = f"sqlite+aiosqlite:///{workdir}/turns-{code}-{sub_batch}.db"
     env = {
         **EMBEDDED,
         "EMBEDDING_BULK_SUB_BATCH": str(sub_batch),
@@ -146,7 +153,7 @@ def measure(
     }
     per_turn, encodes, idle, busy = [], [], [], []
     processing = True
-    with running([start_app(db, workdir, env)]) as (app,):
+    with running([start_app(db, workdir, env, root=root)]) as (app,):
         headers = signup(app.base)
         httpx.post(
             f"{app.base}/api/documents/",
@@ -175,6 +182,7 @@ def measure(
             processing = processing and bool(busy_run["still_processing"])
             time.sleep(2)  # the deletion finishes
     return {
+        "code": code,
         "sub_batch": sub_batch,
         "threads": threads,
         "ms_per_turn_4_clients": spread(per_turn),
@@ -196,15 +204,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sub-batches", type=int, nargs="+", default=[4, 64])
     parser.add_argument("--threads", type=int, default=1, help="EMBEDDING_THREADS")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--before", help="measure this git ref instead (its own embedder: torch's threads)"
+    )
     args = parser.parse_args(argv)
     info = machine()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for sub_batch in args.sub_batches:
-            r = measure(sub_batch, args.threads, Path(tmp), args.rounds, args.seconds, args.chunks)
+        runs = [(sub_batch, args.threads, "HEAD", ROOT) for sub_batch in args.sub_batches]
+        if args.before:  # the old embedder: one queue, 64-chunk batches, torch's threads
+            runs = [(64, 0, args.before, source_tree(args.before, Path(tmp)))]
+        for sub_batch, threads, code, root in runs:
+            r = measure(
+                sub_batch, threads, Path(tmp), args.rounds, args.seconds, args.chunks, code, root
+            )
             results.append(r)
             print(
-                f"sub-batch {sub_batch:3}, {args.threads} thread(s): turn "
+                f"{code:8} sub-batch {sub_batch:3}, {threads} thread(s): turn "
                 f"{r['ms_per_turn_4_clients']['median']:.1f} ms "
                 f"(4 clients) vs raw encode {r['raw_encode_ms']['median']:.1f} ms = ratio "
                 f"{r['turn_ratio']['median']:.2f} [{r['turn_ratio']['min']:.2f}-"
