@@ -123,6 +123,13 @@ async def observed_stream(deltas: AsyncIterator[str], generator: object) -> Asyn
             yield delta
 
 
+def ingestion_failed(exc: BaseException) -> None:
+    """A document's indexing failed; an AI backend's failure counts as an upstream error too."""
+    DOCUMENTS_INGESTED.labels(outcome="failed").inc()
+    if isinstance(exc, UpstreamError):
+        UPSTREAM_ERRORS.labels(stage="ingestion", kind=exc.code).inc()
+
+
 def ingestion_task_done(_: object) -> None:
     """A done-callback for background ingestion tasks (their start is `INGESTION_QUEUE.inc()`)."""
     INGESTION_QUEUE.dec()

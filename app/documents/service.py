@@ -376,7 +376,7 @@ class DocumentService:
             await self.store.delete_documents([document.id])
             logger.info("document %s was deleted during indexing; stopped", document.id)
         except Exception as exc:
-            metrics.DOCUMENTS_INGESTED.labels(outcome="failed").inc()
+            metrics.ingestion_failed(exc)
             reason = exc.detail if isinstance(exc, AppError) else "internal error while indexing"
             if not isinstance(exc, AppError):
                 logger.exception("indexing document %s failed", document.id)

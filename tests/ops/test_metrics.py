@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
@@ -20,7 +21,7 @@ from app import metrics
 from app.chat.models import ChatMessage
 from app.chat.retention import JOB_NAME
 from app.db import utcnow
-from app.errors import UpstreamUnavailable
+from app.errors import UpstreamTimeout, UpstreamUnavailable
 from app.rag.protocols import GenerationRequest
 from tests.ops.conftest import AppClientFactory, PeerAppFactory, bearer, signup_login
 
@@ -283,3 +284,30 @@ def test_multiprocess_mode_sums_workers_and_drops_dead_gauges(tmp_path: Path) ->
 
     assert scraped["chat_turns_total"] == 5  # counters keep what dead workers counted
     assert scraped["ingestion_queue_depth"] == 2  # live gauges: only the live worker's
+
+
+async def test_ingestion_upstream_failure_counted_as_failed_and_upstream_error(
+    peer_app: PeerAppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def timed_out(*_: object, **__: object) -> None:
+        raise UpstreamTimeout()
+
+    async with peer_app() as running, running.client() as client:
+        headers = bearer((await signup_login(client))["access"])
+        monkeypatch.setattr(running.state["documents"].embedder, "embed", timed_out)
+        before = await scrape(client)
+        created = await client.post("/api/documents/", json=DOCUMENT, headers=headers)
+        after = await scrape(client)
+
+    assert created.json()["status"] == "failed"
+    labels = {"stage": "ingestion", "kind": "upstream_timeout"}
+    assert (
+        value(after, "upstream_errors_total", **labels)
+        - value(before, "upstream_errors_total", **labels)
+        == 1
+    )
+    assert (
+        value(after, "documents_ingested_total", outcome="failed")
+        - value(before, "documents_ingested_total", outcome="failed")
+        == 1
+    )
