@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,10 +75,9 @@ class PrivatePostgres:
         raise AssertionError("the private PostgreSQL did not stop")
 
 
-@pytest.fixture(scope="session")
-def private_postgres() -> Iterator[PrivatePostgres]:
-    if not BIN or not shutil.which("runuser"):
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+@contextmanager
+def private_cluster() -> Iterator[PrivatePostgres]:
+    """initdb a throwaway cluster on a free port, start it, and remove it afterwards."""
     root = Path(tempfile.mkdtemp(prefix="pg-outage-"))
     os.chmod(root, 0o777)  # noqa: S103 - a throwaway cluster the postgres user must write to
     data = root / "data"
@@ -96,3 +96,15 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def available() -> bool:
+    return bool(BIN) and shutil.which("runuser") is not None
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    if not available():
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    with private_cluster() as cluster:
+        yield cluster
