@@ -27,7 +27,7 @@ from app.testing import running_app
 from tests.conftest import make_settings
 from tests.fakes.huggingface import FakeHuggingFace
 from tests.fakes.server import serve
-from tests.ops.conftest import AppClientFactory, bearer, signup_login
+from tests.ops.conftest import AppClientFactory, PeerAppFactory, bearer, signup_login
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 logger = logging.getLogger("tests.ops.route")
@@ -227,3 +227,31 @@ def test_log_format_json_setting_one_object_per_line_uvicorn_included(tmp_path: 
     assert by_logger["app.example"]["level"] == "ERROR"
     assert "ZeroDivisionError" in by_logger["app.example"]["exc_info"]
     assert all(e["request_id"] is None for e in entries)  # outside any request
+
+
+async def test_background_ingestion_upstream_lines_carry_the_upload_request_id(
+    peer_app: PeerAppFactory, fake_llm: str
+) -> None:
+    with captured("json") as stream:
+        async with (
+            peer_app(
+                embedding_backend="huggingface",
+                embedding_url=f"{fake_llm}/embed",
+                ingest_inline_max_chunks=0,  # every upload is indexed in the background
+            ) as running,
+            running.client() as client,
+        ):
+            headers = bearer((await signup_login(client))["access"])
+            created = await client.post(
+                "/api/documents/",
+                json={"title": "Shed", "content": "The shed is green. The key is by the door."},
+                headers={**headers, REQUEST_ID_HEADER: "upload-9"},
+            )
+            assert created.json()["status"] == "processing"
+            await running.state["documents"].wait_idle()
+            document = await client.get(f"/api/documents/{created.json()['id']}/", headers=headers)
+    assert document.json()["status"] == "ready"
+
+    embed_lines = [e for e in json_lines(stream) if f"{fake_llm}/embed" in e["message"]]
+    assert embed_lines  # the background task's calls to the embedder
+    assert {e["request_id"] for e in embed_lines} == {"upload-9"}
