@@ -159,17 +159,20 @@ async def _create_admin(settings: Settings, email: str, username: str, password:
     from app.lifespan import build_hasher
 
     data = UserCreate(email=email, username=username, password=password)
-    async with _sessions(settings) as sessions, sessions.begin() as session:
+    # Not `sessions.begin()`: register_user ends its read transaction before hashing.
+    async with _sessions(settings) as sessions, sessions() as session:
         users = UserRepository(session)
         existing = await users.get_by_email(data.email)
         if existing is not None:
             existing.is_admin = True
+            await session.commit()
             return f"{data.email} is now an administrator"
         hasher = build_hasher(settings)
         try:
             await register_user(users, hasher, data, is_admin=True)
         finally:
             hasher.close()
+        await session.commit()
         return f"created administrator {data.email}"
 
 
