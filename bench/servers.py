@@ -34,6 +34,8 @@ BASE_ENV = {
     "LOG_LEVEL": "WARNING",
     "SCHEDULER_ENABLED": "false",
     "RATE_LIMIT_ENABLED": "false",
+    # A slow baseline (the old embedder during an ingestion) outlived the 15-minute default.
+    "ACCESS_TOKEN_EXPIRE_MINUTES": "240",
     "PASSWORD_HASH_TIME_COST": "1",
     "PASSWORD_HASH_MEMORY_KIB": "8",
     "EMBEDDING_BACKEND": "huggingface",

@@ -179,6 +179,10 @@ def measure(
                 during_ingestion(app.base, headers, chunks, 30, 1000 * sub_batch + r)
             )
             busy.append(busy_run["p50_ms"])
+            print(
+                f"  {code} round {r}: idle p50 {idle[-1]:.1f} ms, ingesting {busy[-1]:.1f} ms",
+                flush=True,
+            )
             processing = processing and bool(busy_run["still_processing"])
             time.sleep(2)  # the deletion finishes
     return {
