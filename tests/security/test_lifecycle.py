@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from app.auth.models import RefreshToken, User
 from app.chat.models import ChatMessage
 from app.documents.models import Document, DocumentStatus
+from app.documents.repository import DocumentRepository
 from app.lifespan import State
 from app.rag.backends.local import VectorEntry
 from app.rag.protocols import ChunkRecord
@@ -306,3 +307,30 @@ async def test_local_store_vectors_reference_live_documents(state: State) -> Non
     with pytest.raises(IntegrityError):
         await state["store"].upsert([record])
     assert await _count(state, VectorEntry) == 0
+
+
+async def test_insert_race_past_the_duplicate_check_is_stopped_by_the_unique_index(
+    client: httpx.AsyncClient, state: State, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race behind "8 concurrent uploads made 5 documents", made deterministic: the
+    second upload's checks see no duplicate (as when both run at once); the index refuses
+    its insert and the caller gets the first document."""
+    headers = await new_user(client)
+    first = await _upload(client, headers, title="Vault", content=SECRET)
+    real = DocumentRepository.find_duplicate
+    calls = 0
+
+    async def patched(self: DocumentRepository, **kwargs: Any) -> Document | None:
+        nonlocal calls
+        calls += 1
+        return None if calls <= 2 else await real(self, **kwargs)
+
+    monkeypatch.setattr(DocumentRepository, "find_duplicate", patched)
+    again = await client.post(
+        "/api/documents/", json={"title": "Vault again", "content": SECRET}, headers=headers
+    )
+
+    assert calls >= 3  # both checks were blind, then the winner was looked up
+    assert again.status_code == 200
+    assert again.json()["id"] == first
+    assert await _count(state, Document) == 1
