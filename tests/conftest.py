@@ -4,7 +4,7 @@ suite on PostgreSQL (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test)."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.db import create_engine, create_sessionmaker
+from app.db import create_engine, create_sessionmaker, utcnow
+from app.documents.models import Document, DocumentStatus
 from app.lifespan import State
 from app.main import create_app
 from app.models import Base
@@ -118,3 +119,33 @@ async def make_admin(state: State, email: str) -> None:
             text("UPDATE users SET is_admin = :yes WHERE email = :email"),
             {"yes": True, "email": email},
         )
+
+
+async def add_placeholder_documents(
+    sessions: async_sessionmaker[AsyncSession], ids: Iterable[int]
+) -> None:
+    """Shared, ready documents with these ids, for tests that write vectors directly: a
+    vector belongs to a document (a foreign key)."""
+    now = utcnow()
+    async with sessions.begin() as session:
+        session.add_all(
+            Document(
+                id=n,
+                owner_id=None,
+                shared=True,
+                title=f"doc {n}",
+                content_type="text/plain",
+                content=f"text {n}",
+                content_hash=f"{n:064d}",
+                status=DocumentStatus.READY,
+                chunks=1,
+                created_at=now,
+                updated_at=now,
+            )
+            for n in ids
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            # Explicit ids leave the sequence behind; documents added later need the next one.
+            await session.execute(
+                text("SELECT setval(pg_get_serial_sequence('documents', 'id'), 1000)")
+            )

@@ -4,34 +4,15 @@ import numpy as np
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import utcnow
-from app.documents.models import Document, DocumentStatus
 from app.rag.backends.local import LocalVectorStore
 from app.rag.backends.local import store as local_store
 from app.rag.protocols import ChunkRecord
+from tests.conftest import add_placeholder_documents
 
 
 @pytest.fixture(autouse=True)
 async def documents(sessions: async_sessionmaker[AsyncSession]) -> None:
-    """Vectors belong to documents (a foreign key): rows for the document ids used here."""
-    now = utcnow()
-    async with sessions.begin() as session:
-        session.add_all(
-            Document(
-                id=n,
-                owner_id=None,
-                shared=True,
-                title=f"doc {n}",
-                content_type="text/plain",
-                content=f"text {n}",
-                content_hash=f"{n:064d}",
-                status=DocumentStatus.READY,
-                chunks=1,
-                created_at=now,
-                updated_at=now,
-            )
-            for n in range(100)
-        )
+    await add_placeholder_documents(sessions, range(100))
 
 
 def _unit(seed: int, dim: int = 8) -> np.ndarray:
