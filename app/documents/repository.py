@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.documents.models import Document, DocumentStatus
+from app.documents.models import Document
 
 
 class DocumentRepository:
@@ -42,11 +42,3 @@ class DocumentRepository:
             .order_by(Document.id)
         )
         return (await self.session.execute(query)).scalars().all()
-
-    async def processing_ids(self) -> list[int]:
-        query = (
-            select(Document.id)
-            .where(Document.status == DocumentStatus.PROCESSING)
-            .order_by(Document.id)
-        )
-        return list((await self.session.execute(query)).scalars().all())
