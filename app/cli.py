@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.config import Settings, load_settings
-from app.logs import configure_logging
-from app.metrics import prepare_multiprocess_dir
+from app.core.config import Settings, load_settings
+from app.core.logs import configure_logging
+from app.core.metrics import prepare_multiprocess_dir
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -84,7 +84,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 @asynccontextmanager
 async def _sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     import app.models  # noqa: F401 - every table, so foreign keys resolve (users, documents)
-    from app.db import create_engine, create_sessionmaker
+    from app.core.db import create_engine, create_sessionmaker
 
     engine = create_engine(settings)
     try:
@@ -96,7 +96,7 @@ async def _sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[Asyn
 async def _cleanup(settings: Settings) -> tuple[int, int] | None:
     from app.auth.retention import purge_expired_refresh_tokens
     from app.chat.retention import JOB_NAME, purge_old_messages
-    from app.scheduler import JobLease, run_exclusive
+    from app.core.scheduler import JobLease, run_exclusive
 
     async with _sessions(settings) as sessions:
         deleted: list[int] = []
@@ -212,10 +212,11 @@ async def _ingest(
 ) -> tuple[int, int, int]:
     from tqdm import tqdm
 
+    from app.core.errors import AppError
     from app.documents.extraction import content_type_for, extract_text
+    from app.documents.live import live_documents
     from app.documents.models import DocumentStatus
     from app.documents.service import DocumentService, NewDocument
-    from app.errors import AppError
     from app.rag.factory import build_embedder, build_store
 
     files = list(iter_files(paths))
@@ -224,7 +225,7 @@ async def _ingest(
         sessions = await stack.enter_async_context(_sessions(settings))
         embedder = await build_embedder(settings)
         stack.push_async_callback(embedder.aclose)
-        store = await build_store(settings, sessions)
+        store = await build_store(settings, sessions, wrap_remote=live_documents(sessions))
         stack.push_async_callback(store.aclose)
         broker = None
         if background:  # queued for `chatbot worker`, not indexed here
@@ -302,7 +303,7 @@ def cmd_pinecone_init(_: argparse.Namespace, settings: Settings) -> int:
     if settings.pinecone_api_key is None:
         print("PINECONE_API_KEY is not set", file=sys.stderr)
         return 2
-    from app.errors import AppError
+    from app.core.errors import AppError
 
     try:
         print(asyncio.run(_pinecone_init(settings)))

@@ -6,44 +6,25 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, TypedDict
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app import metrics
+from app.api.state import State
 from app.auth.retention import purge_expired_refresh_tokens
 from app.auth.security import PasswordHasher, TokenCodec
 from app.chat.retention import JOB_NAME, purge_old_messages
-from app.config import Settings
-from app.db import create_engine, create_sessionmaker
+from app.core import metrics
+from app.core.config import Settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.scheduler import JobLease, build_scheduler, schedule_periodic
 from app.documents.broker import IngestionBroker
+from app.documents.live import live_documents
 from app.documents.service import DocumentService
 from app.rag.factory import build_backends
-from app.rag.pipeline import RagPipeline
-from app.rag.protocols import Embedder, Generator, VectorStore
-from app.scheduler import JobLease, build_scheduler, schedule_periodic
-
-if TYPE_CHECKING:
-    from app.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
-
-
-class State(TypedDict):
-    settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    hasher: PasswordHasher
-    tokens: TokenCodec
-    embedder: Embedder
-    store: VectorStore
-    generator: Generator
-    pipeline: RagPipeline
-    documents: DocumentService
-    scheduler: AsyncIOScheduler | None
-    ratelimiter: RateLimiter
 
 
 def build_hasher(settings: Settings) -> PasswordHasher:
@@ -88,7 +69,9 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             engine = create_engine(settings)
             stack.push_async_callback(engine.dispose)
             sessions = create_sessionmaker(engine)
-            rag = await build_backends(settings, sessions, stack)
+            rag = await build_backends(
+                settings, sessions, stack, wrap_remote=live_documents(sessions)
+            )
             broker = await IngestionBroker.connect(settings) if settings.task_broker_url else None
             documents = DocumentService(sessions, rag.embedder, rag.store, settings, broker=broker)
             stack.push_async_callback(documents.aclose)
@@ -96,8 +79,8 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             documents.start_sweeping()
             hasher = build_hasher(settings)
             stack.callback(hasher.close)
-            # Not at the top: app.ratelimit holds route dependencies, which import this module.
-            from app.ratelimit import RateLimiter
+            # Not at the top: app.core.ratelimit holds route dependencies, which import this module.
+            from app.core.ratelimit import RateLimiter
 
             ratelimiter = RateLimiter(settings)
             stack.push_async_callback(ratelimiter.aclose)

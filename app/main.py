@@ -16,24 +16,24 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
-from app.apikeys.router import router as apikeys_router
-from app.auth.router import router as auth_router
-from app.chat.router import router as chat_router
-from app.config import Settings, load_settings
-from app.deps import StateDep
-from app.documents.router import MULTIPART_OVERHEAD
-from app.documents.router import router as documents_router
-from app.errors import install_error_handlers
-from app.http import install_edge
+from app.api.bodylimit import BodyLimit
+from app.api.deps import StateDep
+from app.api.middleware import install_edge
+from app.api.routers.apikeys import router as apikeys_router
+from app.api.routers.auth import router as auth_router
+from app.api.routers.chat import router as chat_router
+from app.api.routers.documents import MULTIPART_OVERHEAD
+from app.api.routers.documents import router as documents_router
+from app.api.routers.openai import OPENAI_BODY_PATHS
+from app.api.routers.openai import router as openai_router
+from app.api.routers.ops import router as ops_router
+from app.core.config import Settings, load_settings
+from app.core.errors import install_error_handlers
+from app.core.logs import configure_logging
+from app.core.metrics import RequestMetricsMiddleware
+from app.core.requestid import install_request_id
 from app.lifespan import make_lifespan
-from app.limits import BodyLimit
-from app.logs import configure_logging
-from app.metrics import RequestMetricsMiddleware
 from app.openai_compat.errors import install_openai_error_handlers
-from app.openai_compat.router import OPENAI_BODY_PATHS
-from app.openai_compat.router import router as openai_router
-from app.ops import router as ops_router
-from app.requestid import install_request_id
 
 DOCS_ASSETS = "/static/docs"
 OPENAPI_URL = "/openapi.json"

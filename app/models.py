@@ -4,11 +4,11 @@ from app.apikeys.models import ApiKey
 from app.auth.models import RefreshToken, User
 from app.chat.models import ChatMessage
 from app.conversations.models import Conversation
-from app.db import Base
+from app.core.db import Base
+from app.core.scheduler import JobRun
 from app.documents.models import Document
 from app.rag.backends.local import VectorEntry, VectorStoreState
 from app.rag.lexical import LexicalChunk
-from app.scheduler import JobRun
 
 __all__ = [
     "ApiKey",

@@ -10,8 +10,8 @@ import httpx
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from app.config import Settings
-from app.lifespan import State
+from app.api.state import State
+from app.core.config import Settings
 
 
 def isolated_settings(database_url: str, secret_key: str, **overrides: Any) -> Settings:

@@ -13,7 +13,7 @@ import time
 from contextlib import AsyncExitStack
 from typing import Any
 
-from app.config import Settings
+from app.core.config import Settings
 from app.documents.broker import JOB_NAME, IngestionBroker, redis_settings
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> None:
     from arq.worker import Worker
 
     import app.models  # noqa: F401 - every table, so foreign keys resolve
-    from app.db import create_engine, create_sessionmaker
+    from app.core.db import create_engine, create_sessionmaker
+    from app.documents.live import live_documents
     from app.documents.service import DocumentService
     from app.rag.factory import build_embedder, build_store
 
@@ -48,7 +49,7 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> None:
         sessions = create_sessionmaker(engine)
         embedder = await build_embedder(settings)
         stack.push_async_callback(embedder.aclose)
-        store = await build_store(settings, sessions)
+        store = await build_store(settings, sessions, wrap_remote=live_documents(sessions))
         stack.push_async_callback(store.aclose)
         broker = await IngestionBroker.connect(settings)
         documents = DocumentService(sessions, embedder, store, settings, broker=broker)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from app.auth.security import PasswordHasher
-from app.config import Settings
+from app.core.config import Settings
 from app.main import create_app
 from app.testing import running_app
 from bench.harness import UNUSED_REMOTE_BACKENDS, Goal, Result, cli, fresh_database

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from app.auth.security import PasswordHasher
-from app.config import Settings
+from app.core.config import Settings
 from app.main import create_app
 from app.testing import running_app
 from bench.harness import Goal, Result, cli, fresh_database

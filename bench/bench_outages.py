@@ -33,7 +33,7 @@ async def timed(client: httpx.AsyncClient, path: str, **kwargs: object) -> tuple
 
 
 async def postgres(result: Result, rounds: int) -> None:
-    from app.db import create_engine
+    from app.core.db import create_engine
 
     with private_cluster() as cluster:
         engine = create_engine(bench_settings(cluster.url))

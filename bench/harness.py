@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.config import Settings
-from app.db import create_engine, create_sessionmaker
+from app.core.config import Settings
+from app.core.db import create_engine, create_sessionmaker
 from app.models import Base
 from app.testing import isolated_settings
 

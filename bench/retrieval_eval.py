@@ -36,8 +36,8 @@ from pydantic import SecretStr
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.config import Settings
-from app.db import utcnow
+from app.core.config import Settings
+from app.core.db import utcnow
 from app.documents.live import LiveDocumentsStore
 from app.documents.models import Document, DocumentStatus
 from app.documents.service import DocumentService, NewDocument

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.config import Settings
-from app.db import create_engine, create_sessionmaker, utcnow
+from app.api.state import State
+from app.core.config import Settings
+from app.core.db import create_engine, create_sessionmaker, utcnow
 from app.documents.models import Document, DocumentStatus
-from app.lifespan import State
 from app.main import create_app
 from app.models import Base
 from app.testing import isolated_settings, running_app

@@ -20,7 +20,7 @@ from app.auth.models import User
 from app.chat.models import ChatMessage
 from app.cli import main
 from app.conversations.models import Conversation
-from app.db import create_engine, create_sessionmaker, utcnow
+from app.core.db import create_engine, create_sessionmaker, utcnow
 from app.documents.models import Document, DocumentStatus
 from app.lifespan import build_hasher
 from app.models import Base

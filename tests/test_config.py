@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app import config
-from app.config import Settings
+from app.core import config
+from app.core.config import Settings
 
 
 def _settings(**values: Any) -> Settings:

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from starlette.exceptions import HTTPException
 
-from app.config import Settings
-from app.http import SECURITY_HEADERS
+from app.api.middleware import SECURITY_HEADERS
+from app.core.config import Settings
 from app.main import create_app
 from app.testing import running_app
 from tests.conftest import AppFactory, make_settings, new_user

@@ -16,7 +16,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from app.cli import alembic_config
-from app.db import create_engine
+from app.core.db import create_engine
 from app.models import Base
 from app.rag.lexical import FTS_SHADOW_TABLES, is_index_object
 from tests.conftest import make_settings

@@ -17,8 +17,8 @@ from app.auth.models import User
 from app.chat.models import ChatMessage
 from app.chat.retention import JOB_NAME, purge_old_messages
 from app.conversations.models import Conversation
-from app.db import utcnow
-from app.scheduler import (
+from app.core.db import utcnow
+from app.core.scheduler import (
     LEASE_SECONDS,
     JobLease,
     JobRun,

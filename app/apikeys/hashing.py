@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 
-from app.config import Settings
+from app.core.config import Settings
 
 KEY_PREFIX = "sk-"
 KEY_BYTES = 32

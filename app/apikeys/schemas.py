@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from app.validation import no_nul
+from app.core.validation import no_nul
 
 
 class ApiKeyCreate(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,8 +18,9 @@ from app.apikeys.models import ApiKey
 from app.apikeys.repository import ApiKeyRepository
 from app.apikeys.schemas import ApiKeyCreate
 from app.auth.models import User
-from app.db import utcnow
-from app.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
+from app.auth.principal import Principal
+from app.core.db import utcnow
+from app.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 
 
 class ApiKeyNotFound(NotFound):
@@ -69,21 +69,13 @@ class ApiKeyService:
             raise ApiKeyNotFound()
 
 
-@dataclass(frozen=True, slots=True)
-class ApiKeyPrincipal:
-    """Who a request's API key belongs to, and which key it was."""
-
-    user: User
-    key_id: int
-
-
 async def authenticate_api_key(
     sessions: async_sessionmaker[AsyncSession],
     token: str,
     *,
     pepper: bytes,
     touch_interval: timedelta,
-) -> ApiKeyPrincipal:
+) -> Principal:
     """The owner of a valid key, or NotAuthenticated for an unknown, revoked or expired key
     or a disabled owner. Opens its own short session, so no connection is held afterwards;
     `last_used_at` is written at most once per `touch_interval`, the only write."""
@@ -104,4 +96,4 @@ async def authenticate_api_key(
         if key.last_used_at is None or key.last_used_at <= not_since:
             await keys.touch(key.id, now, not_since)
             await session.commit()
-    return ApiKeyPrincipal(user=user, key_id=key.id)
+    return Principal(user=user, key_id=key.id)

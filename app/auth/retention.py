@@ -7,7 +7,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.repository import RefreshTokenRepository
-from app.db import utcnow
+from app.core.db import utcnow
 
 logger = logging.getLogger(__name__)
 

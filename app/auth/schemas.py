@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from app.validation import StorableStr, no_nul
+from app.core.validation import StorableStr, no_nul
 
 # Argon2 has no 72-byte limit (unlike bcrypt), so long passphrases hash in full.
 Password = Annotated[str, Field(min_length=8, max_length=256)]

@@ -14,7 +14,7 @@ from typing import Literal, TypeVar
 from jose import JOSEError, jwk, jwt
 from passlib.context import CryptContext
 
-from app.errors import ServiceBusy
+from app.core.errors import ServiceBusy
 
 _T = TypeVar("_T")
 

@@ -13,8 +13,8 @@ from app.auth.models import RefreshToken, User
 from app.auth.repository import RefreshTokenRepository, UserRepository
 from app.auth.schemas import TokenPair, UserCreate
 from app.auth.security import InvalidToken, PasswordHasher, TokenClaims, TokenCodec
-from app.db import MAX_ID, utcnow
-from app.errors import EmailTaken, InvalidCredentials, NotAuthenticated
+from app.core.db import MAX_ID, utcnow
+from app.core.errors import EmailTaken, InvalidCredentials, NotAuthenticated
 
 
 def user_id_of(claims: TokenClaims) -> int:

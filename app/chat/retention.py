@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.chat.models import ChatMessage
 from app.conversations.models import Conversation
-from app.db import utcnow
+from app.core.db import utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.deps import MAX_ID
-from app.validation import StorableStr
+from app.core.db import MAX_ID
+from app.core.validation import StorableStr
 
 
 class ChatRequest(BaseModel):

@@ -21,8 +21,8 @@ from app.chat.repository import ChatRepository, HistoryRow
 from app.conversations.models import Conversation
 from app.conversations.repository import ConversationRepository
 from app.conversations.service import ConversationNotFound, shorten_title
-from app.db import utcnow
-from app.errors import InvalidInput, UpstreamError
+from app.core.db import utcnow
+from app.core.errors import InvalidInput, UpstreamError
 from app.rag.pipeline import RagPipeline, StreamedAnswer
 from app.rag.protocols import Answer, ChatTurn, Source
 

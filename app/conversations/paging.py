@@ -8,8 +8,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from app.db import MAX_ID
-from app.errors import InvalidInput
+from app.core.db import MAX_ID
+from app.core.errors import InvalidInput
 
 MAX_CURSOR_CHARS = 200
 

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.chat.schemas import SourceRead
-from app.validation import StorableStr
+from app.core.validation import StorableStr
 
 TITLE_MAX_CHARS = 200
 

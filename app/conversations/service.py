@@ -11,8 +11,8 @@ from app.chat.repository import ChatRepository
 from app.conversations.models import Conversation
 from app.conversations.paging import decode_id_cursor, decode_time_id_cursor, encode_cursor
 from app.conversations.repository import ConversationRepository
-from app.db import utcnow
-from app.errors import InvalidInput, NotFound
+from app.core.db import utcnow
+from app.core.errors import InvalidInput, NotFound
 
 
 class ConversationNotFound(NotFound):

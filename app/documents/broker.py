@@ -13,7 +13,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from app.config import Settings
+from app.core.config import Settings
 
 if TYPE_CHECKING:
     from arq.connections import ArqRedis

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePath
 
-from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from app.validation import strip_nul
+from app.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.core.validation import strip_nul
 
 CONTENT_TYPES = {
     ".txt": "text/plain",

@@ -3,7 +3,7 @@ chunks of documents that are gone or being deleted, whatever a crash left in the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -50,3 +50,10 @@ class LiveDocumentsStore:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def live_documents(
+    sessions: async_sessionmaker[AsyncSession],
+) -> Callable[[VectorStore], VectorStore]:
+    """The wrapper `app.rag.factory` applies to a store outside our database."""
+    return lambda inner: LiveDocumentsStore(inner, sessions)

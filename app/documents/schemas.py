@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from app.validation import StorableStr
+from app.core.validation import StorableStr
 
 Title = Annotated[
     StorableStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)

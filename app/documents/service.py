@@ -29,15 +29,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
-from app import metrics
-from app.config import Settings
-from app.db import utcnow
+from app.core import metrics
+from app.core.config import Settings
+from app.core.db import utcnow
+from app.core.errors import AppError, Conflict, NotFound, PayloadTooLarge, QuotaExceeded
 from app.documents.broker import IngestionBroker
 from app.documents.chunking import chunk_text, embedding_text, markdown_headings
 from app.documents.extraction import ExtractionLimits
 from app.documents.models import Document, DocumentStatus, chunk_id
 from app.documents.repository import DocumentRepository
-from app.errors import AppError, Conflict, NotFound, PayloadTooLarge, QuotaExceeded
 from app.rag.protocols import ChunkRecord, Embedder, VectorStore
 
 logger = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from app.auth.principal import Principal
 from app.chat.schemas import SourceRead
 from app.chat.service import ChatService, StreamedReply
-from app.errors import UpstreamError
-from app.openai_compat.dependencies import Caller
+from app.core.errors import UpstreamError
 from app.openai_compat.errors import InvalidRequest, ModelNotFound, stream_error_event
 from app.openai_compat.schemas import (
     AssistantMessage,
@@ -60,7 +60,7 @@ def _text_of(message: ChatMessageIn, index: int) -> str:
     return "\n".join(texts)
 
 
-def conversation_ref(caller: Caller, user_field: str | None) -> str:
+def conversation_ref(caller: Principal, user_field: str | None) -> str:
     """The conversation a /v1 turn is stored in: one per `user` value, else one per API key
     (or one for JWT callers)."""
     if user_field:
@@ -149,7 +149,7 @@ class CompletionService:
         chat.pipeline = pipeline
         return chat
 
-    async def complete(self, caller: Caller, request: ChatCompletionRequest) -> ChatCompletion:
+    async def complete(self, caller: Principal, request: ChatCompletionRequest) -> ChatCompletion:
         parsed = self.parse(request)
         result = await self._chat_for(request).reply(
             caller.user,
@@ -173,7 +173,7 @@ class CompletionService:
             conversation_id=result.conversation_id,
         )
 
-    async def stream(self, caller: Caller, request: ChatCompletionRequest) -> AsyncIterator[str]:
+    async def stream(self, caller: Principal, request: ChatCompletionRequest) -> AsyncIterator[str]:
         """Retrieve now (so errors are a plain JSON error response), then the SSE body."""
         parsed = self.parse(request)
         chat = self._chat_for(request)

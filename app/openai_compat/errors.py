@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from app.errors import AppError, NotFound
+from app.core.errors import AppError, NotFound
 
 PREFIX = "/v1"
 
@@ -162,7 +162,7 @@ Handler = Callable[[Request, Exception], Any]
 
 def install_openai_error_handlers(app: FastAPI) -> None:
     """Render errors under /v1 in OpenAI's shape; every other path keeps its handler.
-    Wraps every handler registered so far: call after `app.errors.install_error_handlers`."""
+    Wraps every handler registered so far: call after `app.core.errors.install_error_handlers`."""
     for key, fallback in list(app.exception_handlers.items()):
 
         def make(fallback: Handler) -> Callable[[Request, Exception], Any]:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.chat.schemas import SourceRead
-from app.validation import StorableStr
+from app.core.validation import StorableStr
 
 
 class _Lenient(BaseModel):

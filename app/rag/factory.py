@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.config import Settings
+from app.core.config import Settings
 from app.rag.errors import BackendUnavailable
 from app.rag.pipeline import PipelineConfig, RagPipeline
 from app.rag.protocols import Embedder, Generator, VectorStore
@@ -36,8 +37,16 @@ async def build_embedder(settings: Settings) -> Embedder:
     return await LocalEmbedder.load(settings)
 
 
+# Wraps a store outside our database (Pinecone), e.g. to drop chunks of documents that are
+# gone; given by the composition root, since the rule lives in a domain this layer never imports.
+RemoteStoreWrapper = Callable[[VectorStore], VectorStore]
+
+
 async def build_store(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    wrap_remote: RemoteStoreWrapper | None = None,
 ) -> VectorStore:
     """The vector store behind the hybrid store: the lexical index is in our database
     whatever the vector store, and is written in every RETRIEVAL_MODE (switching needs no
@@ -47,10 +56,11 @@ async def build_store(
 
     dense: VectorStore
     if settings.resolved_vector_store == "pinecone":
-        from app.documents.live import LiveDocumentsStore
         from app.rag.backends.pinecone import PineconeVectorStore
 
-        dense = LiveDocumentsStore(await PineconeVectorStore.open(settings), sessions)
+        dense = await PineconeVectorStore.open(settings)
+        if wrap_remote is not None:
+            dense = wrap_remote(dense)
         scorer = None  # Pinecone's vectors are not in our database
     else:
         from app.rag.backends.local import LocalVectorStore
@@ -86,12 +96,16 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
 
 
 async def build_backends(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], stack: AsyncExitStack
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    stack: AsyncExitStack,
+    *,
+    wrap_remote: RemoteStoreWrapper | None = None,
 ) -> RagBackends:
     """Build every backend once; `stack` closes them in reverse order on shutdown."""
     embedder = await build_embedder(settings)
     stack.push_async_callback(embedder.aclose)
-    store = await build_store(settings, sessions)
+    store = await build_store(settings, sessions, wrap_remote=wrap_remote)
     stack.push_async_callback(store.aclose)
     generator = build_generator(settings, embedder)
     stack.push_async_callback(generator.aclose)

@@ -27,7 +27,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.config import Settings
+from app.core.config import Settings
 from app.rag.lexical import LexicalHit, LexicalIndex
 from app.rag.protocols import ChunkRecord, ScoredChunk, Vector, VectorStore
 

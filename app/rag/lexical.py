@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
+from app.core.db import Base
 from app.rag.protocols import ChunkRecord
 
 TABLE: Final = "lexical_chunks"

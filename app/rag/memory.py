@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from app.errors import UpstreamError
+from app.core.errors import UpstreamError
 from app.rag.prompts import turn_cost
 from app.rag.protocols import ChatTurn, GenerationRequest, Generator
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from app import metrics
+from app.core import metrics
 from app.rag import prompts
 from app.rag.memory import Condenser, LLMCondenser, RuleCondenser, clean_memory, fit_memory
 from app.rag.protocols import (

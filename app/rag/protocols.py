@@ -1,7 +1,7 @@
 """The three swappable parts of the RAG pipeline and the values passed between them.
 
 Backends implement these Protocols; the pipeline knows nothing else. Backends raise
-`app.errors.UpstreamError` subclasses for upstream failures, never `HTTPException`.
+`app.core.errors.UpstreamError` subclasses for upstream failures, never `HTTPException`.
 """
 
 from __future__ import annotations

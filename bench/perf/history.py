@@ -19,7 +19,7 @@ import httpx
 
 from app.chat.models import ChatMessage
 from app.conversations.models import Conversation
-from app.db import create_engine, create_sessionmaker, utcnow
+from app.core.db import create_engine, create_sessionmaker, utcnow
 from bench.harness import bench_settings, machine
 from bench.servers import (
     PG_URL,

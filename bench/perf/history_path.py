@@ -22,7 +22,7 @@ from app.chat.history_json import messages_json
 from app.chat.models import ChatMessage
 from app.chat.repository import ChatRepository
 from app.chat.schemas import MessageRead
-from app.db import create_engine, create_sessionmaker
+from app.core.db import create_engine, create_sessionmaker
 from app.models import Base
 from bench.harness import bench_settings
 from bench.perf.history import seed

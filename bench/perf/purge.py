@@ -27,7 +27,7 @@ from sqlalchemy import insert
 from app.chat.models import ChatMessage
 from app.chat.retention import purge_old_messages
 from app.conversations.models import Conversation
-from app.db import create_engine, create_sessionmaker, utcnow
+from app.core.db import create_engine, create_sessionmaker, utcnow
 from bench.harness import bench_settings, machine
 from bench.perf.concurrency import app_env
 from bench.servers import (

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from app.db import UTCDateTime
+from app.core.db import UTCDateTime
 
 revision: str = "0002"
 down_revision: str | None = "0001"

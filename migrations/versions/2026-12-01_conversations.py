@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from app.db import UTCDateTime, utcnow
+from app.core.db import UTCDateTime, utcnow
 
 revision: str = "0004"
 down_revision: str | None = "0003"

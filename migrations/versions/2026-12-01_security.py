@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from app.db import UTCDateTime
+from app.core.db import UTCDateTime
 
 revision: str = "0003"
 down_revision: str | None = "0002"

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
+from app.api.state import State
 from app.apikeys.hashing import derive_pepper, hash_key
 from app.apikeys.models import ApiKey
-from app.lifespan import State
 from tests.conftest import AppFactory, new_user
 
 

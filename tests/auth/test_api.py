@@ -7,7 +7,7 @@ import pytest
 from jose import jwt
 from sqlalchemy import text
 
-from app.lifespan import State
+from app.api.state import State
 from tests.conftest import TEST_SECRET, login_headers, new_user, signup
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.api.middleware import SECURITY_HEADERS
 from app.cli import main
-from app.http import SECURITY_HEADERS
 from tests.browser.conftest import PREFIX, ApiServer
 from tests.conftest import TEST_SECRET
 

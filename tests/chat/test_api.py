@@ -6,8 +6,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from app.api.state import State
 from app.chat.models import ChatMessage
-from app.lifespan import State
 from tests.conftest import AppFactory, new_user
 
 LIGHTHOUSE = (

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.models import User
 from app.chat.models import ChatMessage
 from app.chat.service import ChatService
-from app.errors import UpstreamError, UpstreamTimeout
+from app.core.errors import UpstreamError, UpstreamTimeout
 from app.rag.pipeline import PipelineConfig, RagPipeline
 from app.rag.protocols import ChunkRecord, GenerationRequest, Matrix, ScoredChunk, Vector
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.errors import UpstreamError
+from app.core.errors import UpstreamError
 from app.rag.backends.huggingface import HuggingFaceEmbedder, HuggingFaceGenerator
 from app.rag.protocols import ChatTurn, GenerationRequest
 from tests.fakes.huggingface import FakeHuggingFace, status

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import httpx
 import pytest
 
-from app.lifespan import State
+from app.api.state import State
 from tests.conftest import AppFactory
 from tests.fakes.huggingface import FakeHuggingFace
 from tests.fakes.server import serve

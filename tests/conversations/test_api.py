@@ -8,9 +8,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
+from app.api.state import State
 from app.chat.models import ChatMessage
 from app.conversations.models import Conversation
-from app.lifespan import State
 from tests.conftest import AppFactory, new_user
 
 LEAVE = (

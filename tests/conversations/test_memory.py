@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app.errors import UpstreamUnavailable
+from app.core.errors import UpstreamUnavailable
 from app.rag import memory, prompts
 from app.rag.memory import LLMCondenser, RuleCondenser, clean_memory, fit_memory, leans_on_context
 from app.rag.pipeline import PipelineConfig, RagPipeline

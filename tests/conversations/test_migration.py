@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.cli import alembic_config
 from app.conversations.models import Conversation
-from app.db import create_engine
+from app.core.db import create_engine
 from app.models import Base
 from tests.conftest import make_settings
 

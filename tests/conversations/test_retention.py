@@ -11,7 +11,7 @@ from app.auth.models import User
 from app.chat.models import ChatMessage
 from app.chat.retention import purge_old_messages
 from app.conversations.models import Conversation
-from app.db import utcnow
+from app.core.db import utcnow
 
 RETENTION_DAYS = 30
 OLD = timedelta(days=RETENTION_DAYS + 1)

@@ -16,7 +16,7 @@ import uvicorn
 from sqlalchemy import select
 
 from app.chat.models import ChatMessage
-from app.db import create_engine, create_sessionmaker
+from app.core.db import create_engine, create_sessionmaker
 from app.main import create_app
 from tests.conftest import make_settings, new_user
 from tests.conversations.conftest import RemoteFactory, remote_settings

@@ -7,7 +7,7 @@ import pytest
 from pypdf import PdfWriter
 from sqlalchemy import func, select
 
-from app.lifespan import State
+from app.api.state import State
 from app.rag.backends.local import VectorEntry
 from tests.conftest import AppFactory, make_admin, new_user
 

@@ -4,9 +4,9 @@ import itertools
 
 import pytest
 
+from app.core.errors import UnsupportedMediaType
 from app.documents.chunking import chunk_text
 from app.documents.extraction import content_type_for, html_to_text
-from app.errors import UnsupportedMediaType
 from app.rag.text import count_tokens, split_sentences
 
 PROSE = " ".join(

@@ -4,7 +4,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import User
-from app.db import utcnow
+from app.core.db import utcnow
 from app.documents.models import Document, DocumentStatus
 from app.documents.service import content_hash
 from tests.conftest import AppFactory, login_headers, signup

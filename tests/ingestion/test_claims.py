@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from app.db import utcnow
+from app.api.state import State
+from app.core.db import utcnow
 from app.documents.models import Document, DocumentStatus
 from app.documents.service import EMBED_BATCH, DocumentService, NewDocument
-from app.lifespan import State
 from app.rag.backends.local import VectorEntry
 from tests.conftest import AppFactory
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from app.db import create_engine
+from app.core.db import create_engine
 from app.models import Base
 from tests.conftest import PG_URL, TEST_SECRET, make_settings
 

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from app.lifespan import State
+from app.api.state import State
 from app.main import create_app
 from tests.conftest import make_settings
 

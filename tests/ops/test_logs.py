@@ -20,9 +20,9 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from app.logs import build_handler
+from app.core.logs import build_handler
+from app.core.requestid import REQUEST_ID_HEADER
 from app.main import create_app
-from app.requestid import REQUEST_ID_HEADER
 from app.testing import running_app
 from tests.conftest import make_settings
 from tests.fakes.huggingface import FakeHuggingFace
@@ -198,7 +198,7 @@ async def test_upstream_call_log_lines_carry_request_id_and_no_secrets(
 
 SNIPPET = """
 import logging
-from app.config import Settings
+from app.core.config import Settings
 from app.main import create_app
 create_app(Settings(_env_file=None))
 logging.getLogger("uvicorn.error").info("Started server process")

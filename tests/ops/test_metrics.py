@@ -17,11 +17,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
-from app import metrics
 from app.chat.models import ChatMessage
 from app.chat.retention import JOB_NAME
-from app.db import utcnow
-from app.errors import UpstreamTimeout, UpstreamUnavailable
+from app.core import metrics
+from app.core.db import utcnow
+from app.core.errors import UpstreamTimeout, UpstreamUnavailable
 from app.rag.protocols import GenerationRequest
 from tests.ops.conftest import AppClientFactory, PeerAppFactory, bearer, signup_login
 
@@ -241,7 +241,7 @@ async def test_metrics_token_required_when_set(app_client: AppClientFactory) -> 
 
 WORKER = """
 import os, sys
-from app import metrics
+from app.core import metrics
 metrics.CHAT_TURNS.labels(mode="answer").inc(int(sys.argv[1]))
 metrics.INGESTION_QUEUE.inc(int(sys.argv[1]))
 if sys.argv[2] == "exit":
@@ -251,7 +251,7 @@ if sys.argv[2] == "exit":
 SCRAPER = """
 import json
 from prometheus_client.parser import text_string_to_metric_families
-from app import metrics
+from app.core import metrics
 values = {
     s.name: s.value
     for family in text_string_to_metric_families(metrics.render().decode())

@@ -12,8 +12,8 @@ import pytest
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from app.config import Settings
-from app.ratelimit import (
+from app.core.config import Settings
+from app.core.ratelimit import (
     RateLimiter,
     SweptMemoryStorage,
     TooManyRequests,
@@ -344,7 +344,7 @@ async def test_redis_unreachable_requests_let_through(
 
     assert statuses == [401, 401, 401]
     assert tokens["access"]
-    failures = [r for r in caplog.records if r.name == "app.ratelimit"]
+    failures = [r for r in caplog.records if r.name == "app.core.ratelimit"]
     # Logged once: the store is left alone for a while after it failed.
     assert [r.getMessage() for r in failures] == [
         "rate limit store failed (ConnectionError): requests let through for 5 s"

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from app.db import create_engine
-from app.lifespan import State
+from app.api.state import State
+from app.core.db import create_engine
 from app.main import create_app
 from app.models import Base
 from app.testing import running_app

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 import numpy as np
 import pytest
 
-from app.config import Settings
-from app.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from app.core.config import Settings
+from app.core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from app.rag.backends import huggingface
 from app.rag.backends.huggingface import HuggingFaceEmbedder, HuggingFaceGenerator
 from app.rag.protocols import ChatTurn, GenerationRequest, ScoredChunk

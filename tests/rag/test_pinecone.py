@@ -13,8 +13,8 @@ import pytest
 from pinecone import RetryConfig
 from pydantic import SecretStr
 
-from app.config import Settings
-from app.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from app.core.config import Settings
+from app.core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from app.rag.backends.pinecone import PineconeVectorStore, ensure_index, visibility_filter
 from app.rag.protocols import ChunkRecord
 from tests.fakes.pinecone import FakePinecone, Fault, disable_sdk_retry_backoff

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from app.api.state import State
 from app.chat.models import ChatMessage
-from app.lifespan import State
 from tests.conftest import AppFactory, make_admin, new_user
 from tests.fakes.huggingface import FakeHuggingFace, delay, malformed, status
 from tests.fakes.pinecone import FakePinecone, Fault, disable_sdk_retry_backoff

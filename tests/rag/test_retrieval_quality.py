@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import utcnow
+from app.core.db import utcnow
 from app.documents.models import Document, DocumentStatus
 from app.rag.backends.local import LocalEmbedder, LocalVectorStore
 from app.rag.protocols import ChunkRecord

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.config import Settings
+from app.core.config import Settings
 from app.documents.live import LiveDocumentsStore
 from app.rag.backends.pinecone import PineconeVectorStore
 from app.rag.hybrid import FusionConfig, HybridStore

@@ -9,7 +9,7 @@ from importlib import import_module
 from alembic import command
 from alembic.config import Config
 
-from app.db import create_engine, create_sessionmaker
+from app.core.db import create_engine, create_sessionmaker
 from app.rag.lexical import LexicalIndex
 from tests.conftest import make_settings
 from tests.security.test_migration_0003 import NOW, _sql

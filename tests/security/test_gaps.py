@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.api.state import State
 from app.chat.models import ChatMessage
 from app.chat.retention import purge_old_messages
-from app.lifespan import State
 from app.rag.pipeline import PipelineConfig, RagPipeline
 from app.rag.protocols import ScoredChunk
 from tests.rag.test_pipeline import FixedStore, OneHotEmbedder, RecordingGenerator

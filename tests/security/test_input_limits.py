@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from app.api.state import State
 from app.documents.models import Document
-from app.lifespan import State
 from tests.conftest import AppFactory, login_headers, new_user, signup
 from tests.security.pdfs import build_pdf
 

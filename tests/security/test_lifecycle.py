@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
+from app.api.state import State
 from app.auth.models import RefreshToken, User
 from app.chat.models import ChatMessage
 from app.documents.models import Document, DocumentStatus
 from app.documents.repository import DocumentRepository
-from app.lifespan import State
 from app.rag.backends.local import VectorEntry
 from app.rag.protocols import ChunkRecord
 from tests.conftest import AppFactory, make_admin, new_user, signup

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
-from app.db import create_engine
+from app.core.db import create_engine
 from tests.conftest import make_settings
 from tests.test_migrations import empty_database  # noqa: F401 - fixture
 

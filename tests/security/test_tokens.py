@@ -14,11 +14,11 @@ import pytest
 from jose import jwt
 from sqlalchemy import func, select, text
 
-from app import config
+from app.api.state import State
 from app.auth.models import RefreshToken
 from app.auth.retention import purge_expired_refresh_tokens
-from app.config import Settings
-from app.lifespan import State
+from app.core import config
+from app.core.config import Settings
 from tests.conftest import TEST_SECRET, new_user, signup
 
 PASSWORD = "correct horse 1"

@@ -30,8 +30,8 @@ from huggingface_hub.errors import (
     TextGenerationError,
 )
 
-from app.config import Settings
-from app.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from app.core.config import Settings
+from app.core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from app.rag.protocols import GenerationRequest, Matrix, Priority
 
 logger = logging.getLogger(__name__)

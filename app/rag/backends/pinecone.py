@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final
 
-from app.config import Settings
-from app.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from app.core.config import Settings
+from app.core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from app.rag.protocols import ChunkRecord, ScoredChunk, Vector
 
 try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from app.config import Settings
+from app.core.config import Settings
 from app.rag.errors import BackendUnavailable
 from app.rag.protocols import Matrix, Priority, Vector
 

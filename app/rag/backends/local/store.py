@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.db import Base
+from app.core.db import Base
 from app.rag.protocols import ChunkRecord, Matrix, ScoredChunk, Vector
 
 

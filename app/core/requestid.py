@@ -1,6 +1,6 @@
 """Request ids: the caller's `X-Request-ID` when it is well-formed, a new uuid4 otherwise;
 returned in the response and readable by every log record written while the request runs
-(app/logs.py), upstream calls included."""
+(app/core/logs.py), upstream calls included."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class RequestIdMiddleware:
 
 
 def install_request_id(app: FastAPI) -> None:
-    """Wrap the whole middleware stack (call after `app.http.install_edge`), so 500s, CORS
+    """Wrap the whole middleware stack (call after `app.api.middleware.install_edge`), so 500s, CORS
     rejections and body-limit 413s carry the id too, and their log lines have it."""
     build: Callable[[], ASGIApp] = app.build_middleware_stack
 

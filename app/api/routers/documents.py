@@ -8,14 +8,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from app.auth.dependencies import CurrentUser
+from app.api.deps import MAX_ID, StateDep
+from app.api.principal import CurrentUser
+from app.api.ratelimits import UploadRateLimit
 from app.auth.models import User
-from app.deps import MAX_ID, StateDep
-from app.documents.extraction import ExtractionLimits, content_type_for, extract_text
-from app.documents.models import Document
-from app.documents.schemas import DocumentCreate, DocumentRead
-from app.documents.service import DocumentService, NewDocument
-from app.errors import (
+from app.core.errors import (
     Conflict,
     InvalidInput,
     MalformedBody,
@@ -29,8 +26,12 @@ from app.errors import (
     UpstreamUnavailable,
     error_responses,
 )
-from app.ratelimit import TooManyRequests, UploadRateLimit
-from app.validation import strip_nul
+from app.core.ratelimit import TooManyRequests
+from app.core.validation import strip_nul
+from app.documents.extraction import ExtractionLimits, content_type_for, extract_text
+from app.documents.models import Document
+from app.documents.schemas import DocumentCreate, DocumentRead
+from app.documents.service import DocumentService, NewDocument
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 
@@ -96,7 +97,7 @@ async def _read_json(request: Request, limit: int) -> NewDocument:
 
 
 async def _read_multipart(request: Request, limit: int, limits: ExtractionLimits) -> NewDocument:
-    # app.limits counts the body as it streams, so a chunked upload without Content-Length
+    # app.api.bodylimit counts the body as it streams, so a chunked upload without Content-Length
     # is stopped at the limit instead of being spooled to disk whole.
     async with request.form(max_files=1, max_fields=10, max_part_size=64 * 1024) as form:
         upload = form.get("file")

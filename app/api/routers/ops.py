@@ -15,9 +15,9 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.responses import Response
 
-from app import metrics
-from app.deps import SettingsDep, StateDep
-from app.errors import NotAuthenticated, NotFound
+from app.api.deps import SettingsDep, StateDep
+from app.core import metrics
+from app.core.errors import NotAuthenticated, NotFound
 
 logger = logging.getLogger(__name__)
 

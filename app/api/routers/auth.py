@@ -5,8 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.auth.account import AccountDeletion
-from app.auth.dependencies import AuthServiceDep, CurrentUser
+from app.api.deps import AuthServiceDep, NoStore, StateDep
+from app.api.principal import CurrentUser
+from app.api.ratelimits import LoginRateLimit, RefreshRateLimit
+from app.accounts.service import AccountDeletion
 from app.auth.schemas import (
     LoginRequest,
     LogoutRequest,
@@ -19,15 +21,14 @@ from app.auth.schemas import (
     UserRead,
     normalize_email,
 )
-from app.deps import NoStore, StateDep
-from app.errors import (
+from app.core.errors import (
     EmailTaken,
     InvalidCredentials,
     MalformedBody,
     NotAuthenticated,
     error_responses,
 )
-from app.ratelimit import LoginRateLimit, RefreshRateLimit, TooManyRequests
+from app.core.ratelimit import TooManyRequests
 
 router = APIRouter(prefix="/api", tags=["auth"])
 

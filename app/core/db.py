@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
-from app.config import Settings
-from app.errors import DatabaseUnavailable
+from app.core.config import Settings
+from app.core.errors import DatabaseUnavailable
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

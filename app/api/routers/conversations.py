@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from app.auth.dependencies import CurrentUser
+from app.api.deps import MAX_ID, SessionDep, SettingsDep
+from app.api.principal import CurrentUser
 from app.conversations.schemas import (
     ConversationCreate,
     ConversationMessageRead,
@@ -16,8 +17,7 @@ from app.conversations.schemas import (
     MessagePage,
 )
 from app.conversations.service import ConversationService
-from app.deps import MAX_ID, SessionDep, SettingsDep
-from app.errors import InvalidInput, MalformedBody, NotAuthenticated, NotFound, error_responses
+from app.core.errors import InvalidInput, MalformedBody, NotAuthenticated, NotFound, error_responses
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 

@@ -2,15 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Path, status
 
-from app.apikeys.dependencies import ApiKeyServiceDep
-from app.apikeys.hashing import looks_like_api_key
+from app.api.deps import MAX_ID, ApiKeyServiceDep
+from app.api.principal import CurrentUser, LoginTokenPrincipal
 from app.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from app.apikeys.service import ApiKeyNotFound, TooManyApiKeys
-from app.auth.dependencies import CurrentUser, oauth2_scheme
-from app.deps import MAX_ID
-from app.errors import (
+from app.core.errors import (
     InvalidInput,
     MalformedBody,
     NotAuthenticated,
@@ -21,27 +19,21 @@ from app.errors import (
 router = APIRouter(prefix="/api/keys", tags=["api keys"])
 
 
-async def require_login_token(token: Annotated[str | None, Depends(oauth2_scheme)]) -> None:
-    # A leaked key must not be able to mint keys that outlive its revocation.
-    if token and looks_like_api_key(token):
-        raise PermissionDenied("API keys cannot create API keys; use a login token.")
-
-
 @router.post(
     "/",
     status_code=status.HTTP_201_CREATED,
     response_model=ApiKeyCreated,
-    dependencies=[Depends(require_login_token)],
     responses=error_responses(
         MalformedBody, NotAuthenticated, PermissionDenied, TooManyApiKeys, InvalidInput
     ),
 )
 async def create_key(
-    body: ApiKeyCreate, user: CurrentUser, service: ApiKeyServiceDep
+    body: ApiKeyCreate, principal: LoginTokenPrincipal, service: ApiKeyServiceDep
 ) -> ApiKeyCreated:
     """Create a personal API key (`sk-...`) for `Authorization: Bearer`. It is shown once.
-    Your revoked and expired keys are deleted now (they can never work again)."""
-    key, plaintext = await service.create(user, body)
+    Your revoked and expired keys are deleted now (they can never work again). Needs a login
+    token: a leaked key must not mint keys that outlive its revocation."""
+    key, plaintext = await service.create(principal.user, body)
     return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=plaintext)
 
 

@@ -1,10 +1,7 @@
-"""Rate limits (the `limits` library, moving windows of one minute): per client IP and per
-account on the login and token endpoints, per user on chat and uploads.
-
-Counts live in memory (per process) or in Redis (`RATE_LIMIT_STORAGE_URL=redis://...`, shared
-by every replica). A refused request is a `429` with `Retry-After`, in the API's error shape
-(OpenAI's under /v1). Each route adds one dependency, e.g. `dependencies=[ChatRateLimit]`.
-"""
+"""The rate-limit engine (the `limits` library, moving windows of one minute): counters in
+memory (per process) or in Redis (`RATE_LIMIT_STORAGE_URL=redis://...`, shared by every
+replica), the trusted-proxy rule for the client's address, and `TooManyRequests`. The route
+dependencies that decide what to count live in `app.api.ratelimits`."""
 
 from __future__ import annotations
 
@@ -14,23 +11,17 @@ import ipaddress
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING
 
-from fastapi import Depends, Request
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
+from starlette.requests import Request
 
-from app import metrics
-from app.auth.dependencies import CurrentUser
-from app.auth.schemas import normalize_email
-from app.auth.security import InvalidToken
-from app.auth.service import user_id_of
-from app.config import Settings
-from app.deps import StateDep
-from app.errors import AppError
-from app.openai_compat.dependencies import CallerDep
+from app.core import metrics
+from app.core.config import Settings
+from app.core.errors import AppError
 
 if TYPE_CHECKING:
     from redis.asyncio import ConnectionPool
@@ -104,8 +95,8 @@ def client_ip(request: Request, trusted: TrustedProxies) -> str:
 
 
 def account_key(email: str) -> str:
-    # Counts are keyed by a digest: the store (Redis) never holds an email address.
-    return hashlib.sha256(normalize_email(email).encode()).hexdigest()[:32]
+    """The counter key of a (normalized) email: the store (Redis) never holds an address."""
+    return hashlib.sha256(email.encode()).hexdigest()[:32]
 
 
 class SweptMemoryStorage(MemoryStorage):
@@ -211,84 +202,3 @@ class RateLimiter:
     async def aclose(self) -> None:
         if self._pool is not None:
             await self._pool.aclose()
-
-
-async def get_rate_limiter(state: StateDep) -> RateLimiter:  # async: no thread-pool hop
-    return state["ratelimiter"]
-
-
-RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
-
-
-async def _body_field(request: Request, name: str) -> str | None:
-    """A field of the already parsed JSON or form body (FastAPI caches both on the request);
-    None when absent or malformed (validation answers those)."""
-    value: Any
-    if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            body = await request.json()
-        except ValueError:
-            return None
-        value = body.get(name) if isinstance(body, dict) else None
-    else:
-        value = (await request.form()).get(name)
-    return value if isinstance(value, str) and value else None
-
-
-async def _limit_credentials(
-    request: Request, limiter: RateLimiter, settings: Settings, account: str | None
-) -> None:
-    await limiter.hit(
-        "login-ip",
-        settings.rate_limit_login_per_ip_per_minute,
-        client_ip(request, limiter.trusted),
-    )
-    if account is not None:
-        await limiter.hit(
-            "login-account", settings.rate_limit_login_per_account_per_minute, account
-        )
-
-
-async def limit_login(request: Request, limiter: RateLimiterDep, state: StateDep) -> None:
-    """POST /api/login/ (`email`) and /api/token/ (`username`): per IP, then per account."""
-    if not limiter.enabled:
-        return
-    email = await _body_field(request, "email") or await _body_field(request, "username")
-    account = account_key(email) if email else None
-    await _limit_credentials(request, limiter, state["settings"], account)
-
-
-async def limit_refresh(request: Request, limiter: RateLimiterDep, state: StateDep) -> None:
-    """POST /api/token/refresh/: per IP, and per account when the token names one."""
-    if not limiter.enabled:
-        return
-    account = None
-    token = await _body_field(request, "refresh")
-    if token is not None:
-        try:
-            account = f"user:{user_id_of(state['tokens'].decode(token, 'refresh'))}"
-        except InvalidToken:
-            account = None  # refused by the route; the IP limit still counts it
-    await _limit_credentials(request, limiter, state["settings"], account)
-
-
-async def limit_chat(user: CurrentUser, limiter: RateLimiterDep, state: StateDep) -> None:
-    await limiter.hit("chat", state["settings"].rate_limit_chat_per_minute, f"user:{user.id}")
-
-
-async def limit_openai_chat(caller: CallerDep, limiter: RateLimiterDep, state: StateDep) -> None:
-    # The same bucket as /api/chat/: a user's API key and JWT share one count.
-    await limiter.hit(
-        "chat", state["settings"].rate_limit_chat_per_minute, f"user:{caller.user.id}"
-    )
-
-
-async def limit_upload(user: CurrentUser, limiter: RateLimiterDep, state: StateDep) -> None:
-    await limiter.hit("upload", state["settings"].rate_limit_upload_per_minute, f"user:{user.id}")
-
-
-LoginRateLimit = Depends(limit_login)
-RefreshRateLimit = Depends(limit_refresh)
-ChatRateLimit = Depends(limit_chat)
-OpenAIChatRateLimit = Depends(limit_openai_chat)
-UploadRateLimit = Depends(limit_upload)

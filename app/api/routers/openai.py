@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import StreamingResponse
 
-from app.chat.router import ChatServiceDep
-from app.deps import StateDep
+from app.api.deps import StateDep
+from app.api.principal import CurrentPrincipal
+from app.api.ratelimits import ChatRateLimit
+from app.api.routers.chat import ChatServiceDep
 from app.openai_compat.completions import RAG_MODEL, CompletionService
-from app.openai_compat.dependencies import CallerDep
 from app.openai_compat.embeddings import EMBEDDING_MODEL, EmbeddingService
 from app.openai_compat.errors import ErrorResponse, ModelNotFound
 from app.openai_compat.schemas import (
@@ -22,7 +23,6 @@ from app.openai_compat.schemas import (
     ModelCard,
     ModelList,
 )
-from app.ratelimit import OpenAIChatRateLimit
 
 # A fixed date: the models are part of this service, not versions that come and go.
 MODELS_CREATED = 1_764_547_200  # 2025-12-01T00:00:00Z
@@ -46,13 +46,15 @@ def _cards() -> list[ModelCard]:
 
 
 @router.get("/models", response_model=ModelList, responses=_errors(401))
-async def list_models(_: CallerDep) -> ModelList:
+async def list_models(_: CurrentPrincipal) -> ModelList:
     """`rag` answers from your knowledge base; `rag-embedding` is the store's embedder."""
     return ModelList(data=_cards())
 
 
 @router.get("/models/{model}", response_model=ModelCard, responses=_errors(401, 404))
-async def retrieve_model(model: Annotated[str, Path(max_length=200)], _: CallerDep) -> ModelCard:
+async def retrieve_model(
+    model: Annotated[str, Path(max_length=200)], _: CurrentPrincipal
+) -> ModelCard:
     for card in _cards():
         if card.id == model:
             return card
@@ -78,7 +80,7 @@ def get_embedding_service(state: StateDep) -> EmbeddingService:
 )
 async def create_embeddings(
     body: EmbeddingRequest,
-    _: CallerDep,
+    _: CurrentPrincipal,
     service: Annotated[EmbeddingService, Depends(get_embedding_service)],
 ) -> EmbeddingList:
     """Embed texts with the configured embedder (L2-normalised, the store's vector space)."""
@@ -106,11 +108,11 @@ def get_completion_service(state: StateDep, chat: ChatServiceDep) -> CompletionS
         },
         **_errors(400, 401, 404, 413, 429, 502, 503, 504),
     },
-    dependencies=[OpenAIChatRateLimit],
+    dependencies=[ChatRateLimit],
 )
 async def create_chat_completion(
     body: ChatCompletionRequest,
-    caller: CallerDep,
+    caller: CurrentPrincipal,
     service: Annotated[CompletionService, Depends(get_completion_service)],
 ) -> ChatCompletion | StreamingResponse:
     """Answer the last user message from your knowledge base (model `rag`), citing sources

@@ -30,7 +30,7 @@ from prometheus_client import (
 from starlette.routing import Match, Mount, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import UpstreamError
+from app.core.errors import UpstreamError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "<unmatched>"

@@ -1,5 +1,5 @@
 """Logging set-up shared by the app and the CLI: plain lines by default, one JSON object per
-line with `LOG_FORMAT=json`; both carry the request id (app/requestid.py)."""
+line with `LOG_FORMAT=json`; both carry the request id (app/core/requestid.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from app.requestid import current_request_id
+from app.core.requestid import current_request_id
 
 # Loggers whose DEBUG records carry bound SQL values (passwords' hashes, emails, chat and
 # document text): never below INFO, whatever LOG_LEVEL says.

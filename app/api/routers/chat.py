@@ -5,13 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
-from app.auth.dependencies import CurrentUser
+from app.api.deps import MAX_ID, SettingsDep, StateDep
+from app.api.principal import CurrentUser
+from app.api.ratelimits import ChatRateLimit
+from app.api.routers.conversations import router as conversations_router
 from app.chat.history_json import messages_json
 from app.chat.schemas import ChatRequest, ChatResponse, MessageRead, SourceRead
 from app.chat.service import ChatService
-from app.conversations.router import router as conversations_router
-from app.deps import MAX_ID, SettingsDep, StateDep
-from app.errors import (
+from app.core.errors import (
     InvalidInput,
     MalformedBody,
     NotAuthenticated,
@@ -21,7 +22,7 @@ from app.errors import (
     UpstreamUnavailable,
     error_responses,
 )
-from app.ratelimit import ChatRateLimit, TooManyRequests
+from app.core.ratelimit import TooManyRequests
 
 router = APIRouter(prefix="/api", tags=["chat"])
 # The conversation routes live under /api with the chat: app/main.py includes this router.

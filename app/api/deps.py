@@ -1,4 +1,5 @@
-"""Shared `Annotated` dependencies. Long-lived resources come from the lifespan's State."""
+"""Shared `Annotated` dependencies: the request's session, settings and the services routes
+take. Long-lived resources come from the lifespan's State."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from typing import Annotated, cast
 from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings
-from app.db import MAX_ID as MAX_ID  # re-exported for Path/Query bounds
-from app.lifespan import State
+from app.api.state import State
+from app.apikeys.hashing import derive_pepper
+from app.apikeys.repository import ApiKeyRepository
+from app.apikeys.service import ApiKeyService
+from app.auth.repository import RefreshTokenRepository, UserRepository
+from app.auth.service import AuthService
+from app.core.config import Settings
+from app.core.db import MAX_ID as MAX_ID  # re-exported for Path/Query bounds
 
 
 # The dependencies below are `async def` although they never await: FastAPI runs a plain
@@ -49,3 +55,28 @@ async def _no_store(response: Response) -> None:
 
 
 NoStore = Depends(_no_store)
+
+
+async def get_auth_service(session: SessionDep, state: StateDep) -> AuthService:
+    settings = state["settings"]
+    return AuthService(
+        UserRepository(session),
+        RefreshTokenRepository(session),
+        state["hasher"],
+        state["tokens"],
+        access_lifetime=settings.access_token_lifetime,
+        refresh_lifetime=settings.refresh_token_lifetime,
+    )
+
+
+async def get_api_key_service(session: SessionDep, state: StateDep) -> ApiKeyService:
+    settings = state["settings"]
+    return ApiKeyService(
+        ApiKeyRepository(session),
+        pepper=derive_pepper(settings),
+        max_per_user=settings.api_key_max_per_user,
+    )
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+ApiKeyServiceDep = Annotated[ApiKeyService, Depends(get_api_key_service)]

@@ -11,8 +11,8 @@ from app.auth.models import User
 from app.auth.repository import RefreshTokenRepository, UserRepository
 from app.auth.security import PasswordHasher
 from app.auth.service import deactivate_user
+from app.core.errors import InvalidCredentials, NotAuthenticated
 from app.documents.service import DocumentService
-from app.errors import InvalidCredentials, NotAuthenticated
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""One router per domain: parse, call a service, return a schema."""

@@ -1,0 +1,21 @@
+"""The value every authenticated request is reduced to: who calls, and with which credential."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.auth.models import User
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of one request: the user, and the API key the request carried (None for a
+    JWT access token). Resolved once per request by `app.api.principal`; routes, rate limits,
+    `/v1` and MCP all take this value rather than decoding credentials themselves."""
+
+    user: User
+    key_id: int | None = None
+
+    @property
+    def via_api_key(self) -> bool:
+        return self.key_id is not None
