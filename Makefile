@@ -27,7 +27,8 @@ test: setup
 	$(BIN)/pytest
 
 test-pg: setup
-	TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest
+	# Only the tests that reach the database (tests/conftest.py, DATABASE_FIXTURES).
+	TEST_DATABASE_URL=$(PG_TEST_URL) TEST_DATABASE_ONLY=1 $(BIN)/pytest
 
 lint: setup
 	$(BIN)/ruff check .

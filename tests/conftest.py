@@ -27,6 +27,29 @@ TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 _pg_schema_ready = False
 
 
+# Fixtures through which a test reaches the database TEST_DATABASE_URL names. With
+# TEST_DATABASE_ONLY=1 (make test-pg) only the tests that use one of them run: the others
+# (pure functions, subprocesses and browsers on databases of their own) would repeat the
+# SQLite pass exactly.
+DATABASE_FIXTURES = frozenset(
+    {"database_url", "sessions", "durable_url", "live_server", "hf_server"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not (PG_URL and os.environ.get("TEST_DATABASE_ONLY") == "1"):
+        return
+    selected: list[pytest.Item] = []
+    deselected: list[pytest.Item] = []
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        uses_database = bool(names & DATABASE_FIXTURES) or item.get_closest_marker("database")
+        (selected if uses_database else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     return isolated_settings(database_url, TEST_SECRET, **overrides)
 

@@ -17,6 +17,8 @@ from tests.fakes.huggingface import FakeHuggingFace, delay, status
 from tests.fakes.server import serve
 from tests.openai.conftest import LiveServer, live_database, start_server
 
+pytestmark = pytest.mark.database
+
 FACT = "The Quillon observatory keeps its telescope lens in a vault beneath Lake Varnis."
 QUESTION = "Where does the Quillon observatory keep its telescope lens?"
 ANSWER = "It is kept in a vault beneath Lake Varnis [1]."
