@@ -5,11 +5,13 @@ black-holed PostgreSQL made requests hang past 45 s; SQLite "database is locked"
 after 15 s. Here, against a PostgreSQL cluster of the benchmark's own (stopped, then replaced
 by a port that accepts TCP and never answers) and a SQLite file held by an exclusive lock:
 the status of `GET /api/me/` and `/health`, and how long until the answer, with the default
-timeouts (connect 5 s, statement 30 s, SQLite busy timeout 15 s) and then recovery.
+timeouts (connect 5 s, statement 30 s, SQLite busy timeout 15 s) and then recovery. Then the
+database circuit breaker (issue 22): black-holed requests with it off and on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
 import statistics
@@ -40,7 +42,8 @@ async def postgres(result: Result, rounds: int) -> None:
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
         await engine.dispose()
-        app = create_app(bench_settings(cluster.url))
+        # Without the circuit breaker: what each request costs on its own (see `breaker`).
+        app = create_app(bench_settings(cluster.url, database_breaker_failures=0))
         async with running_app(app, raise_app_exceptions=False) as (client, _):
             body = {"email": "o@example.com", "username": "o", "password": "outage pass 1"}
             await client.post("/api/signup/", json=body)
@@ -64,7 +67,7 @@ async def postgres(result: Result, rounds: int) -> None:
     for label, samples in (
         ("PostgreSQL up: GET /api/me/", healthy),
         ("PostgreSQL refusing connections", refused),
-        ("PostgreSQL black-holed (default 5 s connect timeout)", holed),
+        ("PostgreSQL black-holed (5 s connect timeout, no breaker)", holed),
     ):
         codes = sorted({code for code, _ in samples})
         median = statistics.median(t for _, t in samples) * 1e3
@@ -84,6 +87,70 @@ async def postgres(result: Result, rounds: int) -> None:
     result.goals.append(Goal("slowest outage answer (s)", worst, "< 10 (no hang)", worst < 10))
     result.goals.append(
         Goal("recovered without restart", float(back[0] == 200), "1", back[0] == 200)
+    )
+
+
+async def breaker(result: Result, rounds: int) -> None:
+    """Black-holed PostgreSQL, `GET /api/me/` one after the other: the breaker off
+    (DATABASE_BREAKER_FAILURES=0, every request waits the connect timeout) and on (the
+    default 3 failures; the requests after those are refused at once while it is open)."""
+    from app.core.db import create_engine
+
+    with private_cluster() as cluster:
+        engine = create_engine(bench_settings(cluster.url))
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        await engine.dispose()
+        medians: dict[str, float] = {}
+        for label, failures in (("off", 0), ("on", 3)):
+            settings = bench_settings(cluster.url, database_breaker_failures=failures)
+            async with running_app(create_app(settings), raise_app_exceptions=False) as (
+                client,
+                _,
+            ):
+                email = f"b{failures}@example.com"
+                body = {"email": email, "username": "b", "password": "outage pass 1"}
+                await client.post("/api/signup/", json=body)
+                login = await client.post("/api/login/", json=body)
+                headers = {"Authorization": f"Bearer {login.json()['access']}"}
+                cluster.stop()
+                cluster.wait_down()
+                hole = socket.socket()
+                hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                hole.bind(("127.0.0.1", cluster.port))
+                hole.listen(64)
+                try:
+                    samples = [
+                        await timed(client, "/api/me/", headers=headers) for _ in range(rounds)
+                    ]
+                finally:
+                    hole.close()
+                cluster.start()
+                back = time.perf_counter()
+                # Polling the server: the recovery time is the figure, there is no event.
+                while (await client.get("/api/me/", headers=headers)).status_code != 200:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                recovery = time.perf_counter() - back
+            codes = sorted({code for code, _ in samples})
+            times = [t for _, t in samples]
+            # With the breaker, the first `failures` requests wait the timeout and open it.
+            after = times[failures:]
+            medians[label] = statistics.median(after) * 1e3
+            which = f"the {len(after)} after the {failures} that opened it" if failures else "all"
+            result.row(
+                f"black-holed, breaker {label}: GET /api/me/ x{rounds}",
+                f"{codes}; median of {which} {medians[label]:.1f} ms, "
+                f"total {sum(times):.1f} s; 200 again {recovery:.1f} s after the server is back",
+            )
+            result.metrics[f"breaker {label} median ms"] = medians[label]
+            result.metrics[f"breaker {label} recovery s"] = recovery
+    result.goals.append(
+        Goal(
+            "breaker open: answer (ms) vs the 5 s connect timeout",
+            medians["on"],
+            "< 100",
+            medians["on"] < 100,
+        )
     )
 
 
@@ -121,6 +188,7 @@ async def run(quick: bool) -> Result:
     )
     if available():
         await postgres(result, 3 if quick else 10)
+        await breaker(result, 6 if quick else 10)
     else:
         result.notes.append("PostgreSQL server binaries missing: PostgreSQL part skipped")
     await sqlite_locked(result)

@@ -21,6 +21,11 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when an account deletion starts (app.accounts.service.AccountDeletion): a disabled
+    # account with it is being deleted, without it only deactivated. `deletion_claimed_until`
+    # is the claim of the process doing it; once expired, another finishes the deletion.
+    deletion_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    deletion_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class RefreshToken(Base):

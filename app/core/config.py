@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     database_connect_timeout_seconds: float = Field(default=5, gt=0)
     database_pool_timeout_seconds: float = Field(default=10, gt=0)
     database_statement_timeout_seconds: float = Field(default=30, gt=0)
+    # Circuit breaker: after this many consecutive failed connects (0: never), connecting is
+    # refused at once (503) for DATABASE_BREAKER_OPEN_SECONDS; then one request tries again,
+    # and its success closes the breaker. A black-holed server then costs one request the
+    # connect timeout per interval instead of every request.
+    database_breaker_failures: int = Field(default=3, ge=0)
+    database_breaker_open_seconds: float = Field(default=5, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=15_000, ge=0)
 
     # Tokens
@@ -157,6 +163,15 @@ class Settings(BaseSettings):
     # after every batch; an expired claim (a crashed worker) is taken over by the next sweep.
     ingest_claim_seconds: float = Field(default=60, gt=0)
     ingest_sweep_seconds: float = Field(default=30, ge=0)  # 0: only at start-up
+    # Vectors a crash left in an external store (Pinecone) whose document is gone: swept in
+    # the background, ORPHAN_SWEEP_PAGE_SIZE ids per page (Pinecone lists at most 100), at most
+    # ORPHAN_SWEEP_PAGES pages per run, a run every ORPHAN_SWEEP_SECONDS (0: never).
+    orphan_sweep_seconds: float = Field(default=600, ge=0)
+    orphan_sweep_page_size: int = Field(default=100, ge=1, le=100)
+    orphan_sweep_pages: int = Field(default=50, ge=1)
+    # An account deletion holds a claim this long; one a crash interrupted is finished at the
+    # next start-up, or by a running replica once the claim has expired (checked this often).
+    account_deletion_claim_seconds: float = Field(default=60, gt=0)
     # Redis URL of the task queue (arq). Set: `chatbot worker` processes index documents,
     # shared by every replica. Unset: each app process indexes in the background itself.
     task_broker_url: str | None = None

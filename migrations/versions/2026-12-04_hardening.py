@@ -7,6 +7,11 @@ Create Date: 2026-12-04
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+
+from app.core.db import UTCDateTime
+
 revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
@@ -14,8 +19,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass  # filled in by the collections / operators / hardening work of this round
+    # Resumable account deletion: the marker that tells a deletion in progress from a
+    # deactivated account, and the claim of the process finishing it. Nullable: a plain
+    # ADD COLUMN on SQLite, no rebuild.
+    op.add_column("users", sa.Column("deletion_started_at", UTCDateTime(), nullable=True))
+    op.add_column("users", sa.Column("deletion_claimed_until", UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    # Rebuilt on SQLite: keep AUTOINCREMENT, or deleted users' ids would come back.
+    with op.batch_alter_table("users", table_kwargs={"sqlite_autoincrement": True}) as batch:
+        batch.drop_column("deletion_claimed_until")
+        batch.drop_column("deletion_started_at")

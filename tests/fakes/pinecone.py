@@ -37,9 +37,18 @@ Data plane (what `AsyncIndex` calls; one vector store shared by every index, key
   (400 for more than 1000 ids).
 - `POST /describe_index_stats` -> `{"namespaces": {ns: {"vectorCount"}}, "dimension",
   "indexFullness", "totalVectorCount", "metric", "vectorType"}`.
+- `GET /vectors/list?namespace=&prefix=&limit=&paginationToken=` -> `{"vectors": [{"id"}],
+  "pagination": {"next": token}, "namespace", "usage": {"readUnits": 1}}`: ids in ascending
+  order, `limit` (1..100, default 100) per page, `pagination` only when more ids follow; the
+  token is opaque (base64 of the last id listed), so deletions between pages skip nothing.
+- `GET /vectors/fetch?ids=a&ids=b&namespace=` -> `{"vectors": {id: {"id", "values",
+  "metadata"?}}, "namespace", "usage": {"readUnits": 1}}`: unknown ids are absent (400 for
+  none or more than 1000 ids).
 
 Inspection: `fake.requests` (every request, in order, as `RecordedRequest` with the parsed JSON
-body and lower-cased headers), `fake.requests_to(path)`, `fake.vectors(namespace)`, `fake.indexes`.
+body, the query parameters and lower-cased headers), `fake.requests_to(path)`,
+`fake.vectors(namespace)`, `fake.indexes`. `fake.on_request`, when set, is called with each
+request as it arrives (on the server's thread), e.g. to observe the caller's state meanwhile.
 `fake.reset()` forgets everything (indexes included), e.g. between tests sharing one server.
 
 Faults: `fake.inject(Fault(...), times=1)` queues a fault for the next matching request(s);
@@ -57,11 +66,13 @@ caller, and `disable_sdk_retry_backoff(monkeypatch)` to keep such tests fast.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
@@ -74,6 +85,8 @@ from starlette.routing import Route
 
 MAX_UPSERT_VECTORS = 1000
 MAX_DELETE_IDS = 1000
+MAX_FETCH_IDS = 1000
+MAX_LIST_LIMIT = 100
 MAX_TOP_K = 10_000
 _INDEX_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,43}[a-z0-9])?")
 _METRICS = frozenset({"cosine", "euclidean", "dotproduct"})
@@ -122,6 +135,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: Any
+    query: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,6 +176,7 @@ class FakePinecone:
         self._namespaces: dict[str, dict[str, StoredVector]] = {}
         self._faults: list[_QueuedFault] = []
         self._lock = threading.Lock()
+        self.on_request: Callable[[RecordedRequest], None] | None = None
         self.app = Starlette(
             routes=[
                 Route("/indexes", self._list_indexes, methods=["GET"]),
@@ -172,6 +187,8 @@ class FakePinecone:
                 Route("/query", self._query, methods=["POST"]),
                 Route("/vectors/delete", self._delete, methods=["POST"]),
                 Route("/describe_index_stats", self._stats, methods=["POST"]),
+                Route("/vectors/list", self._list, methods=["GET"]),
+                Route("/vectors/fetch", self._fetch, methods=["GET"]),
             ],
             middleware=[Middleware(_Gate, fake=self)],
         )
@@ -225,9 +242,18 @@ class FakePinecone:
         with self._lock:
             return dict(self._namespaces.get(namespace, {}))
 
+    def seed(self, namespace: str, vectors: list[StoredVector]) -> None:
+        """Store vectors directly, e.g. ones our code would never write (no metadata)."""
+        with self._lock:
+            store = self._namespaces.setdefault(namespace, {})
+            for vector in vectors:
+                store[vector.id] = vector
+
     # ---- gate: recording, faults, auth ---------------------------------------------------
 
     def _record(self, request: RecordedRequest) -> Fault | None:
+        if self.on_request is not None:
+            self.on_request(request)
         with self._lock:
             self.requests.append(request)
             for queued in self._faults:
@@ -423,6 +449,55 @@ class FakePinecone:
             }
         )
 
+    async def _list(self, request: Request) -> Response:
+        params = request.query_params
+        namespace = params.get("namespace", "")
+        prefix = params.get("prefix", "")
+        try:
+            limit = int(params.get("limit", str(MAX_LIST_LIMIT)))
+        except ValueError:
+            return grpc_error(400, "limit must be an integer")
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            return grpc_error(400, f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        after = ""
+        token = params.get("paginationToken")
+        if token is not None:
+            try:
+                after = base64.urlsafe_b64decode(token.encode()).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return grpc_error(400, "Invalid pagination token")
+        with self._lock:
+            ids = sorted(
+                vector_id
+                for vector_id in self._namespaces.get(namespace, {})
+                if vector_id.startswith(prefix) and vector_id > after
+            )
+        page = ids[:limit]
+        body: dict[str, Any] = {
+            "vectors": [{"id": vector_id} for vector_id in page],
+            "namespace": namespace,
+            "usage": {"readUnits": 1},
+        }
+        if len(ids) > limit:
+            body["pagination"] = {"next": base64.urlsafe_b64encode(page[-1].encode()).decode()}
+        return JSONResponse(body)
+
+    async def _fetch(self, request: Request) -> Response:
+        ids = request.query_params.getlist("ids")
+        namespace = request.query_params.get("namespace", "")
+        if not ids or len(ids) > MAX_FETCH_IDS:
+            return grpc_error(400, f"ids must hold between 1 and {MAX_FETCH_IDS} ids")
+        with self._lock:
+            store = self._namespaces.get(namespace, {})
+            found = {vector_id: store[vector_id] for vector_id in ids if vector_id in store}
+        vectors: dict[str, Any] = {}
+        for vector_id, vector in found.items():
+            entry: dict[str, Any] = {"id": vector_id, "values": vector.values}
+            if vector.metadata:
+                entry["metadata"] = vector.metadata
+            vectors[vector_id] = entry
+        return JSONResponse({"vectors": vectors, "namespace": namespace, "usage": {"readUnits": 1}})
+
 
 class _Gate:
     """Records every request, plays scripted faults, then checks the API key."""
@@ -448,6 +523,7 @@ class _Gate:
                 path=path,
                 headers={k.lower(): v for k, v in request.headers.items()},
                 body=body,
+                query={k: request.query_params.getlist(k) for k in request.query_params},
             )
         )
         control_plane = path.startswith("/indexes")

@@ -44,6 +44,9 @@ async def pg_app(
         database_connect_timeout_seconds=1,
         database_statement_timeout_seconds=1,
         database_pool_timeout_seconds=2,
+        # These tests are about each request's own bounds and an immediate recovery; the
+        # circuit breaker, which refuses connects for a while, has tests of its own.
+        database_breaker_failures=0,
     )
     async with running_app(create_app(settings), raise_app_exceptions=False) as (client, state):
         yield client, state, private_postgres

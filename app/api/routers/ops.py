@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from app.api.deps import SettingsDep, StateDep
 from app.core import metrics
+from app.core.db import BreakerState, breaker_of
 from app.core.errors import NotAuthenticated, NotFound
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ router = APIRouter(tags=["ops"])
 
 # What the lifespan must have built for requests to be served.
 BACKENDS = ("embedder", "store", "generator", "pipeline", "documents")
-CheckResult = Literal["ok", "timeout", "unreachable", "missing"]
+CheckResult = Literal["ok", "timeout", "unreachable", "circuit_open", "missing"]
 
 
 class Liveness(BaseModel):
@@ -37,6 +38,9 @@ class Readiness(BaseModel):
     # Every check and its result; `failed` lists those that are not "ok".
     checks: dict[str, CheckResult]
     failed: list[str]
+    # The database circuit breaker (DATABASE_BREAKER_*) when not closed: "open" while
+    # connects are refused, "half_open" when the next connect will be tried.
+    database_circuit: BreakerState | None = None
 
 
 @router.get("/healthz", response_model=Liveness)
@@ -46,6 +50,9 @@ async def healthz() -> Liveness:
 
 
 async def _database(state: StateDep) -> CheckResult:
+    breaker = breaker_of(state["engine"])
+    if breaker is not None and breaker.state == "open":
+        return "circuit_open"  # no connect attempt: the breaker would refuse it anyway
     try:
         async with asyncio.timeout(state["settings"].readiness_timeout_seconds):
             async with state["engine"].connect() as conn:
@@ -80,11 +87,22 @@ async def readyz(state: StateDep) -> JSONResponse:
     for name in BACKENDS:
         checks[name] = "ok" if _built(state, name) else "missing"
     failed = [name for name, result in checks.items() if result != "ok"]
-    body = Readiness(status="unavailable" if failed else "ok", checks=checks, failed=failed)
+    breaker = breaker_of(state["engine"])
+    circuit = breaker.state if breaker is not None else None
+    body = Readiness(
+        status="unavailable" if failed else "ok",
+        checks=checks,
+        failed=failed,
+        database_circuit=circuit if circuit != "closed" else None,
+    )
+    retry_after = breaker.retry_after() if breaker and checks["database"] == "circuit_open" else 5
     return JSONResponse(
-        body.model_dump(),
+        body.model_dump(exclude_none=True),
         status_code=503 if failed else 200,
-        headers={"Cache-Control": "no-store", **({"Retry-After": "5"} if failed else {})},
+        headers={
+            "Cache-Control": "no-store",
+            **({"Retry-After": str(retry_after)} if failed else {}),
+        },
     )
 
 

@@ -162,8 +162,31 @@ class PineconeVectorStore:
     async def remove_orphans(self) -> int:
         # Listing every id of a large index at each start-up costs more than it saves: the
         # document row is deleted only after its vectors, and queries drop vectors whose
-        # document is gone (app.documents.live.LiveDocumentsStore).
+        # document is gone (app.documents.live.LiveDocumentsStore); the background sweep
+        # (app.documents.orphans) removes them page by page through `list_document_ids`.
         return 0
+
+    async def list_document_ids(
+        self, *, limit: int, token: str | None = None
+    ) -> tuple[dict[str, int | None], str | None]:
+        """One page of the namespace's vector ids (at most `limit`, Pinecone's maximum is
+        100), each with its `document_id` metadata (None when missing or not an integer),
+        and the token of the next page (None after the last page). Two requests: the list
+        (ids only) and a fetch of those ids for their metadata."""
+        async with self._call("listing"):
+            page = await self._index.list_paginated(
+                limit=limit, pagination_token=token, namespace=self._namespace
+            )
+        ids = [item.id for item in page.vectors if item.id]
+        next_token = page.pagination.next if page.pagination is not None else None
+        if not ids:
+            return {}, next_token
+        async with self._call("fetch"):
+            fetched = await self._index.fetch(ids=ids, namespace=self._namespace)
+        return {
+            vector_id: _document_id(vector.metadata)
+            for vector_id, vector in fetched.vectors.items()
+        }, next_token
 
     async def aclose(self) -> None:
         try:
@@ -297,6 +320,14 @@ def _to_vector(record: ChunkRecord) -> PineconeVector:
     if record.owner_id is not None:
         metadata["owner_id"] = record.owner_id
     return PineconeVector(id=record.id, values=record.vector.tolist(), metadata=metadata)
+
+
+def _document_id(metadata: dict[str, Any] | None) -> int | None:
+    # Pinecone stores every number as a float: 7 comes back as 7.0.
+    value = (metadata or {}).get("document_id")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if math.isfinite(value) and float(value).is_integer() else None
 
 
 def _to_chunk(vector_id: str, score: float, metadata: dict[str, Any] | None) -> ScoredChunk:
