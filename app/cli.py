@@ -191,18 +191,43 @@ def cmd_create_admin(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def iter_files(paths: Sequence[str]) -> Iterator[Path]:
-    """The given files, and the supported files found under the given folders."""
-    from app.documents.extraction import CONTENT_TYPES
+def _skip_reason(path: Path, max_bytes: int) -> str | None:
+    """Why a file found in a folder is not ingested, or None to ingest it."""
+    from app.documents.formats import ACCEPTED, CONTENT_TYPES
 
+    suffix = path.suffix.lower()
+    if suffix not in CONTENT_TYPES:
+        return f"unsupported type {suffix or '(no extension)'!r} (accepted: {ACCEPTED})"
+    size = path.stat().st_size
+    if size > max_bytes:
+        return f"{size} bytes, larger than {max_bytes} (MAX_UPLOAD_BYTES)"
+    return None
+
+
+def iter_files(paths: Sequence[str], max_bytes: int | None = None) -> Iterator[Path]:
+    """The given files, and the files of accepted types found under the given folders
+    (hidden folders such as .git are not entered); every file left out is reported on
+    stderr with the reason. The type is confirmed from the content when it is read."""
+    limit = max_bytes if max_bytes is not None else sys.maxsize
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            yield from sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in CONTENT_TYPES
-            )
+            for found in sorted(path.rglob("*")):
+                relative = found.relative_to(path).parts
+                if any(part.startswith(".") for part in relative[:-1]) or not found.is_file():
+                    continue
+                reason = _skip_reason(found, limit)
+                if reason is None:
+                    yield found
+                else:
+                    print(f"skipped {found}: {reason}", file=sys.stderr)
         elif path.is_file():
-            yield path
+            if path.stat().st_size > limit:
+                print(
+                    f"skipped {path}: larger than {limit} bytes (MAX_UPLOAD_BYTES)", file=sys.stderr
+                )
+            else:
+                yield path
         else:
             print(f"skipped {raw}: not found", file=sys.stderr)
 
@@ -213,13 +238,13 @@ async def _ingest(
     from tqdm import tqdm
 
     from app.core.errors import AppError
-    from app.documents.extraction import content_type_for, extract_text
+    from app.documents.formats import extract_upload
     from app.documents.live import live_documents
     from app.documents.models import DocumentStatus
     from app.documents.service import DocumentService, NewDocument
     from app.rag.factory import build_embedder, build_store
 
-    files = list(iter_files(paths))
+    files = list(iter_files(paths, settings.max_upload_bytes))
     added = skipped = failed = 0
     async with AsyncExitStack() as stack:
         sessions = await stack.enter_async_context(_sessions(settings))
@@ -246,9 +271,8 @@ async def _ingest(
 
         for path in files:
             try:
-                content_type = content_type_for(path.name)
-                text = await asyncio.to_thread(
-                    extract_text, path.read_bytes(), content_type, service.extraction_limits
+                content_type, text = await asyncio.to_thread(
+                    extract_upload, path.read_bytes(), path.name, service.extraction_limits
                 )
                 new = NewDocument(
                     title=path.stem,

@@ -189,6 +189,19 @@ class Settings(BaseSettings):
     # Extracted text of one document, and the chunks it may make.
     max_document_chars: int = Field(default=5_000_000, ge=1)
     max_document_chunks: int = Field(default=10_000, ge=1)
+    # Office files and EPUBs are zip archives, checked before anything is inflated: member
+    # count, total uncompressed size, and the compression ratio of members over 1 MiB.
+    max_zip_members: int = Field(default=10_000, ge=1)
+    max_zip_uncompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_zip_ratio: int = Field(default=100, ge=1)
+    # Spreadsheets and CSV: rows and cells per document (empty styled ones too), columns
+    # per row.
+    max_table_rows: int = Field(default=100_000, ge=1)
+    max_table_columns: int = Field(default=1_000, ge=1)
+    max_table_cells: int = Field(default=2_000_000, ge=1)
+    # E-mail: MIME parts per message; nesting depth of MIME parts, JSON values, HTML tables.
+    max_email_parts: int = Field(default=500, ge=1)
+    max_nesting_depth: int = Field(default=32, ge=1)
     # Per-user quotas on private documents.
     user_max_documents: int = Field(default=1_000, ge=1)
     user_max_chunks: int = Field(default=200_000, ge=1)

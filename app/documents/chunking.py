@@ -22,31 +22,55 @@ def _split_long(sentence: str, max_tokens: int, count: Callable[[str], int]) -> 
     return parts
 
 
+def _units(text: str, sections: bool) -> list[str]:
+    if not sections:
+        return split_sentences(text)
+    # A heading is one unit however it reads ("# 1. Scope" is not two sentences).
+    units: list[str] = []
+    for line in text.split("\n"):
+        if _heading(line) is not None:
+            units.append(" ".join(line.split()))
+        else:
+            units.extend(split_sentences(line))
+    return units
+
+
 def chunk_text(
     text: str,
     *,
     max_tokens: int = 200,
     overlap_tokens: int = 40,
     count: Callable[[str], int] = count_tokens,
+    sections: bool = False,
 ) -> list[str]:
     """Pack whole sentences into chunks of at most `max_tokens`; each chunk starts with the
     last sentences of the previous one, up to `overlap_tokens`, so no fact is cut off from
-    its context. Sentences are joined by newlines, so headings and list items stay apart."""
-    units: list[tuple[str, int]] = []
-    for sentence in split_sentences(text):
+    its context. Sentences are joined by newlines, so headings and list items stay apart.
+
+    With `sections`, a Markdown heading line (a Word heading, a slide, a sheet) closes the
+    chunk before it and nothing is carried over it: a chunk never spans two sections.
+    Consecutive headings stay together with the content that follows them."""
+    units: list[tuple[str, int, bool]] = []
+    for sentence in _units(text, sections):
         tokens = count(sentence)
+        heading = sections and _heading(sentence) is not None
         if tokens <= max_tokens:
-            units.append((sentence, tokens))
+            units.append((sentence, tokens, heading))
         else:
-            units.extend((part, count(part)) for part in _split_long(sentence, max_tokens, count))
+            units.extend(
+                (part, count(part), heading) for part in _split_long(sentence, max_tokens, count)
+            )
 
     chunks: list[str] = []
-    current: list[tuple[str, int]] = []
+    current: list[tuple[str, int, bool]] = []
     size = 0
     for unit in units:
-        if current and size + unit[1] > max_tokens:
-            chunks.append("\n".join(s for s, _ in current))
-            carried: list[tuple[str, int]] = []
+        if unit[2] and any(not is_heading for _, _, is_heading in current):
+            chunks.append("\n".join(s for s, _, _ in current))
+            current, size = [], 0
+        elif current and size + unit[1] > max_tokens:
+            chunks.append("\n".join(s for s, _, _ in current))
+            carried: list[tuple[str, int, bool]] = []
             carried_size = 0
             for previous in reversed(current):
                 if carried_size + previous[1] > overlap_tokens or (
@@ -59,13 +83,15 @@ def chunk_text(
         current.append(unit)
         size += unit[1]
     if current:
-        chunks.append("\n".join(s for s, _ in current))
+        chunks.append("\n".join(s for s, _, _ in current))
     return chunks
 
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 HEADING_SEPARATOR = " > "
 TITLE_SEPARATOR = " — "
+# The vector stores' title column.
+MAX_SOURCE_TITLE_CHARS = 500
 
 
 def _heading(line: str) -> tuple[int, str] | None:
@@ -100,6 +126,13 @@ def markdown_headings(chunks: Sequence[str]) -> list[str]:
         headings.append(HEADING_SEPARATOR.join(h[1] for h in (at_content or stack)))
         previous, previous_states = lines, states
     return headings
+
+
+def source_title(title: str, heading: str) -> str:
+    """The title a chunk is cited by: the document's, then the section it is from
+    ("Q3 report — Revenue > EMEA"), so a source names the heading, slide or sheet."""
+    label = f"{title}{TITLE_SEPARATOR}{heading}" if heading.strip() else title
+    return label[:MAX_SOURCE_TITLE_CHARS]
 
 
 def embedding_text(title: str, heading: str, text: str) -> str:

@@ -34,8 +34,8 @@ from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import AppError, Conflict, NotFound, PayloadTooLarge, QuotaExceeded
 from app.documents.broker import IngestionBroker
-from app.documents.chunking import chunk_text, embedding_text, markdown_headings
-from app.documents.extraction import ExtractionLimits
+from app.documents.chunking import chunk_text, embedding_text, markdown_headings, source_title
+from app.documents.formats import ExtractionLimits, is_sectioned
 from app.documents.models import Document, DocumentStatus, chunk_id
 from app.documents.repository import DocumentRepository
 from app.rag.protocols import ChunkRecord, Embedder, VectorStore
@@ -96,19 +96,20 @@ class DocumentService:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._claim_lifetime = timedelta(seconds=settings.ingest_claim_seconds)
         self._sweeper: asyncio.Task[None] | None = None
-        self.extraction_limits = ExtractionLimits(
-            max_chars=settings.max_document_chars, max_pdf_pages=settings.max_pdf_pages
-        )
+        self.extraction_limits = ExtractionLimits.from_settings(settings)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         # One background document at a time, so chats keep the CPU.
         self._background = asyncio.Semaphore(1)
 
-    async def chunk(self, text: str) -> list[str]:
+    async def chunk(self, text: str, content_type: str = "text/plain") -> list[str]:
+        """Chunks of a document's text; those of sectioned formats never span two sections."""
+
         def run() -> list[str]:
             return chunk_text(
                 text,
                 max_tokens=self.settings.chunk_tokens,
                 overlap_tokens=self.settings.chunk_overlap_tokens,
+                sections=is_sectioned(content_type),
             )
 
         return await asyncio.to_thread(run) if len(text) > THREAD_CHUNKING_CHARS else run()
@@ -161,7 +162,7 @@ class DocumentService:
             DocumentStatus.DELETING,
         ):
             return existing, False
-        chunks = await self.chunk(new.content)
+        chunks = await self.chunk(new.content, new.content_type)
         if len(chunks) > self.settings.max_document_chunks:
             raise PayloadTooLarge(
                 f"The document makes {len(chunks)} chunks; at most "
@@ -312,9 +313,7 @@ class DocumentService:
         # Titled chunks: embedded and indexed under the title and section heading; the stored
         # text stays the chunk. Applies to what is ingested from now on (re-ingest to refresh).
         headings = (
-            markdown_headings(chunks)
-            if document.content_type == "text/markdown"
-            else [""] * len(chunks)
+            markdown_headings(chunks) if is_sectioned(document.content_type) else [""] * len(chunks)
         )
         try:
             for start in range(start_at, len(chunks), EMBED_BATCH):
@@ -335,7 +334,7 @@ class DocumentService:
                                 id=chunk_id(document.id, start + i),
                                 document_id=document.id,
                                 owner_id=owner,
-                                title=document.title,
+                                title=source_title(document.title, headings[start + i]),
                                 text=text,
                                 vector=vectors[i],
                                 heading=headings[start + i],
@@ -414,7 +413,7 @@ class DocumentService:
         document = await self._claim(document_id)
         if document is None:
             return "skipped"
-        chunks = await self.chunk(document.content)
+        chunks = await self.chunk(document.content, document.content_type)
         start = document.indexed_chunks if len(chunks) == document.chunks else 0
         if len(chunks) != document.chunks:
             await self._set(document_id, chunks=len(chunks), indexed_chunks=0)

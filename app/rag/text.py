@@ -21,15 +21,25 @@ def count_tokens(text: str) -> int:
     return total
 
 
-_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+[\"')\]]*|\n+|$)")
+# A sentence ends at a line break, or at . ! ? (and closing quotes or brackets) followed by
+# white space or the end: a point inside a token (4,100,000.50, facilities@example.com,
+# v1.2.3, example.com/path) is not an end.
+_BOUNDARY = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)|\n")
 _PARAGRAPH = re.compile(r"\n\s*\n")
 
 
 def split_sentences(text: str) -> list[str]:
     sentences: list[str] = []
+
+    def add(piece: str) -> None:
+        sentence = " ".join(piece.split())
+        if sentence:
+            sentences.append(sentence)
+
     for paragraph in _PARAGRAPH.split(text):
-        for match in _SENTENCE.finditer(paragraph):
-            sentence = " ".join(match.group(0).split())
-            if sentence:
-                sentences.append(sentence)
+        start = 0
+        for match in _BOUNDARY.finditer(paragraph):
+            add(paragraph[start : match.end()])
+            start = match.end()
+        add(paragraph[start:])
     return sentences

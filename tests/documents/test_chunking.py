@@ -6,7 +6,7 @@ import pytest
 
 from app.core.errors import UnsupportedMediaType
 from app.documents.chunking import chunk_text
-from app.documents.extraction import content_type_for, html_to_text
+from app.documents.formats import content_type_for, html_to_text
 from app.rag.text import count_tokens, split_sentences
 
 PROSE = " ".join(
@@ -68,7 +68,7 @@ def test_html_to_text_drops_scripts_and_keeps_blocks() -> None:
     text = html_to_text(html)
     assert "alert" not in text
     assert "p{}" not in text
-    assert split_sentences(text) == ["Head", "One.", "Two & three."]
+    assert split_sentences(text) == ["# Head", "One.", "Two & three."]
 
 
 def test_content_type_for_known_and_unknown() -> None:

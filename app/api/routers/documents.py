@@ -28,7 +28,7 @@ from app.core.errors import (
 )
 from app.core.ratelimit import TooManyRequests
 from app.core.validation import strip_nul
-from app.documents.extraction import ExtractionLimits, content_type_for, extract_text
+from app.documents.formats import ACCEPTED, ExtractionLimits, extract_upload
 from app.documents.models import Document
 from app.documents.schemas import DocumentCreate, DocumentRead
 from app.documents.service import DocumentService, NewDocument
@@ -51,7 +51,7 @@ _UPLOAD_BODY: dict[str, Any] = {
                         "file": {
                             "type": "string",
                             "format": "binary",
-                            "description": ".txt, .md, .pdf or .html",
+                            "description": f"One of {ACCEPTED}, recognised by content",
                         },
                         "title": {"type": "string", "description": "Defaults to the file name"},
                         "shared": {"type": "boolean", "default": False},
@@ -103,7 +103,6 @@ async def _read_multipart(request: Request, limit: int, limits: ExtractionLimits
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise InvalidInput("Send the document as the multipart field `file`.")
-        content_type = content_type_for(upload.filename)
         if upload.size is not None and upload.size > limit:
             raise PayloadTooLarge(f"The file is larger than {limit} bytes.")
         data = await upload.read(limit + 1)
@@ -112,7 +111,8 @@ async def _read_multipart(request: Request, limit: int, limits: ExtractionLimits
         filename = strip_nul(upload.filename)[:300]
         title = strip_nul(str(form.get("title") or "")).strip() or filename
         shared = str(form.get("shared") or "false").strip().lower() in {"1", "true", "yes", "on"}
-        text = await asyncio.to_thread(extract_text, data, content_type, limits)
+        # The type comes from the content (magic bytes, zip members), not the name alone.
+        content_type, text = await asyncio.to_thread(extract_upload, data, filename, limits)
         return NewDocument(
             title=title[:300],
             content=text,
