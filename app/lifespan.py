@@ -11,7 +11,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.accounts.service import AccountDeletion
+from app.admin.service import purge_audit
 from app.api.state import State
 from app.auth.retention import purge_expired_refresh_tokens
 from app.auth.security import PasswordHasher, TokenCodec
@@ -22,10 +22,10 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.scheduler import JobLease, build_scheduler, schedule_periodic
 from app.documents.broker import IngestionBroker
 from app.documents.live import live_documents
-from app.documents.orphans import OrphanSweep, VectorListing
 from app.documents.service import DocumentService
 from app.rag.factory import build_backends
-from app.rag.protocols import VectorStore
+from app.usage.meter import UsageMeter
+from app.usage.service import purge_usage
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +51,25 @@ async def start_retention(
             batch_size=settings.cleanup_batch_size,
         )
         tokens = await purge_expired_refresh_tokens(sessions)
+        audit = await purge_audit(
+            sessions,
+            retention_days=settings.audit_retention_days,
+            batch_size=settings.cleanup_batch_size,
+        )
+        usage = await purge_usage(
+            sessions,
+            retention_days=settings.usage_retention_days,
+            batch_size=settings.cleanup_batch_size,
+        )
         metrics.RETENTION_DELETED.labels(table="chat_messages").inc(deleted)
         metrics.RETENTION_DELETED.labels(table="refresh_tokens").inc(tokens)
-        return f"deleted {deleted} messages, {tokens} expired refresh tokens"
+        metrics.RETENTION_DELETED.labels(table="admin_audit").inc(audit)
+        metrics.RETENTION_DELETED.labels(table="token_usage").inc(usage)
+        return (
+            f"deleted {deleted} messages, {tokens} expired refresh tokens, "
+            f"{audit} audit entries, {usage} usage records"
+        )
+
 
     await schedule_periodic(
         scheduler,
@@ -72,14 +88,9 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             engine = create_engine(settings)
             stack.push_async_callback(engine.dispose)
             sessions = create_sessionmaker(engine)
-            # The stores outside our database, for the orphan sweep below.
-            remote: list[VectorStore] = []
-
-            def wrap_remote(inner: VectorStore) -> VectorStore:
-                remote.append(inner)
-                return live_documents(sessions)(inner)
-
-            rag = await build_backends(settings, sessions, stack, wrap_remote=wrap_remote)
+            rag = await build_backends(
+                settings, sessions, stack, wrap_remote=live_documents(sessions)
+            )
             broker = await IngestionBroker.connect(settings) if settings.task_broker_url else None
             documents = DocumentService(sessions, rag.embedder, rag.store, settings, broker=broker)
             stack.push_async_callback(documents.aclose)
@@ -87,16 +98,6 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             documents.start_sweeping()
             hasher = build_hasher(settings)
             stack.callback(hasher.close)
-            # Account deletions a crash interrupted (their documents were purged above).
-            accounts = AccountDeletion(sessions, hasher, documents)
-            stack.push_async_callback(accounts.aclose)
-            await accounts.recover()
-            accounts.start_sweeping()
-            for store in remote:
-                if isinstance(store, VectorListing):
-                    sweep = OrphanSweep.from_settings(sessions, store, settings)
-                    stack.push_async_callback(sweep.aclose)
-                    sweep.start()
             # Not at the top: app.core.ratelimit holds route dependencies, which import this module.
             from app.core.ratelimit import RateLimiter
 
@@ -121,6 +122,11 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
                 documents=documents,
                 scheduler=scheduler,
                 ratelimiter=ratelimiter,
+                usage=UsageMeter(
+                    sessions,
+                    default_budget=settings.user_daily_token_budget,
+                    reservation_seconds=settings.token_reservation_seconds,
+                ),
             )
             logger.info("shutting down")
 

@@ -19,14 +19,17 @@ from sqlalchemy import text
 from app.api.bodylimit import BodyLimit
 from app.api.deps import StateDep
 from app.api.middleware import install_edge
+from app.api.routers.admin import router as admin_router
 from app.api.routers.apikeys import router as apikeys_router
 from app.api.routers.auth import router as auth_router
 from app.api.routers.chat import router as chat_router
 from app.api.routers.documents import MULTIPART_OVERHEAD
 from app.api.routers.documents import router as documents_router
+from app.api.routers.feedback import router as feedback_router
 from app.api.routers.openai import OPENAI_BODY_PATHS
 from app.api.routers.openai import router as openai_router
 from app.api.routers.ops import router as ops_router
+from app.api.routers.usage import router as usage_router
 from app.core.config import Settings, load_settings
 from app.core.errors import install_error_handlers
 from app.core.logs import configure_logging
@@ -169,6 +172,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(apikeys_router)
     app.include_router(openai_router)
     app.include_router(ops_router)
+    app.include_router(feedback_router)
+    app.include_router(usage_router)
+    app.include_router(admin_router)
 
     @app.get("/health", tags=["ops"])
     async def health(state: StateDep) -> dict[str, str]:

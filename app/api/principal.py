@@ -71,13 +71,20 @@ async def get_current_user(principal: CurrentPrincipal) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def get_current_admin(user: CurrentUser) -> User:
-    if not user.is_admin:
+ADMIN_SCOPE = "admin"
+
+
+async def get_current_admin(principal: CurrentPrincipal) -> Principal:
+    """An administrator, signed in with a login token or with one of their API keys created
+    with the `admin` scope; any other key is refused, even an administrator's."""
+    if not principal.user.is_admin:
         raise PermissionDenied("Administrators only.")
-    return user
+    if principal.via_api_key and ADMIN_SCOPE not in principal.scopes:
+        raise PermissionDenied("This API key has no admin scope.")
+    return principal
 
 
-CurrentAdmin = Annotated[User, Depends(get_current_admin)]
+CurrentAdmin = Annotated[Principal, Depends(get_current_admin)]
 
 
 async def require_login_token(principal: CurrentPrincipal) -> Principal:

@@ -13,6 +13,7 @@ from app.core.ratelimit import RateLimiter
 from app.documents.service import DocumentService
 from app.rag.pipeline import RagPipeline
 from app.rag.protocols import Embedder, Generator, VectorStore
+from app.usage.meter import UsageMeter
 
 
 class State(TypedDict):
@@ -28,3 +29,4 @@ class State(TypedDict):
     documents: DocumentService
     scheduler: AsyncIOScheduler | None
     ratelimiter: RateLimiter
+    usage: UsageMeter

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -14,6 +14,12 @@ class ApiKeyCreate(BaseModel):
         StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
         AfterValidator(no_nul),
     ] = Field(examples=["Open WebUI on my laptop"])
+    scopes: list[Literal["admin"]] = Field(
+        default_factory=list,
+        max_length=1,
+        description='["admin"]: the key may call /api/admin/. Only an administrator signed in '
+        "with a login token may ask for it.",
+    )
     # Timezone-aware and in the future; omitted: the key works until revoked.
     expires_at: AwareDatetime | None = None
 
@@ -29,6 +35,7 @@ class ApiKeyRead(BaseModel):
         description="Updated at most once per API_KEY_LAST_USED_INTERVAL_SECONDS."
     )
     expires_at: datetime | None
+    scopes: list[str] = Field(default_factory=list)
 
 
 class ApiKeyCreated(ApiKeyRead):

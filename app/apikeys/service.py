@@ -20,7 +20,13 @@ from app.apikeys.schemas import ApiKeyCreate
 from app.auth.models import User
 from app.auth.principal import Principal
 from app.core.db import utcnow
-from app.core.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
+from app.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+)
 
 
 class ApiKeyNotFound(NotFound):
@@ -46,6 +52,8 @@ class ApiKeyService:
         now = utcnow()
         if data.expires_at is not None and data.expires_at <= now:
             raise InvalidInput("expires_at must be in the future.")
+        if data.scopes and not user.is_admin:
+            raise PermissionDenied("Only administrators may create keys with the admin scope.")
         if await self.keys.count_usable(user.id, now) >= self.max_per_user:
             raise TooManyApiKeys()
         # Keeps a user's rows within the limit however often keys are made and revoked.
@@ -58,6 +66,7 @@ class ApiKeyService:
             key_hash=hash_key(plaintext, self.pepper),
             created_at=now,
             expires_at=data.expires_at,
+            scopes=sorted(set(data.scopes)),
         )
         return await self.keys.add(key), plaintext
 
@@ -96,4 +105,4 @@ async def authenticate_api_key(
         if key.last_used_at is None or key.last_used_at <= not_since:
             await keys.touch(key.id, now, not_since)
             await session.commit()
-    return Principal(user=user, key_id=key.id)
+    return Principal(user=user, key_id=key.id, scopes=frozenset(key.scopes or ()))

@@ -15,6 +15,9 @@ class Principal:
 
     user: User
     key_id: int | None = None
+    # What an API key may do beyond its owner's own API ("admin"); empty for a login token,
+    # whose owner's role alone decides.
+    scopes: frozenset[str] = frozenset()
 
     @property
     def via_api_key(self) -> bool:

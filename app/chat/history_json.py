@@ -5,18 +5,22 @@ bench/perf/profile_history.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import orjson
 
 from app.chat.repository import HistoryRow
 
 
-def messages_json(rows: Sequence[HistoryRow]) -> bytes:
-    """Rows of (id, role, content, timestamp, sources_json) as the JSON array of MessageRead.
+def messages_json(
+    rows: Sequence[HistoryRow], feedback: Mapping[int, Mapping[str, object]] | None = None
+) -> bytes:
+    """Rows of (id, role, content, timestamp, sources_json) as the JSON array of MessageRead,
+    with `feedback[id]` (FeedbackRead as JSON) on the rated answers.
 
     `sources_json` is the stored JSON text, embedded as it is: the chat service writes it from
     `Source` (the fields of SourceRead, nothing else)."""
+    feedback = feedback or {}
     return orjson.dumps(
         [
             {
@@ -25,6 +29,7 @@ def messages_json(rows: Sequence[HistoryRow]) -> bytes:
                 "content": row.content,
                 "timestamp": row.timestamp,
                 "sources": None if row.sources is None else orjson.Fragment(row.sources),
+                "feedback": feedback.get(row.id),
             }
             for row in rows
         ],

@@ -35,6 +35,14 @@ class ChatResponse(BaseModel):
     conversation_id: int
 
 
+class FeedbackRead(BaseModel):
+    """The caller's rating of a bot answer (PUT /api/messages/{id}/feedback/)."""
+
+    rating: Literal["up", "down"]
+    comment: str | None
+    updated_at: datetime
+
+
 class MessageRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -43,3 +51,6 @@ class MessageRead(BaseModel):
     content: str
     timestamp: datetime
     sources: list[SourceRead] | None = None
+    feedback: FeedbackRead | None = Field(
+        default=None, description="Your rating of a bot answer; null when unrated."
+    )

@@ -24,7 +24,8 @@ from app.conversations.service import ConversationNotFound, shorten_title
 from app.core.db import utcnow
 from app.core.errors import InvalidInput, UpstreamError
 from app.rag.pipeline import RagPipeline, StreamedAnswer
-from app.rag.protocols import Answer, ChatTurn, Source
+from app.rag.protocols import Answer, ChatTurn, Source, TokenUsage
+from app.usage.meter import TurnMeter, UsageMeter, released_on_error
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class TurnResult:
     answer: Answer
     conversation_id: int
     message_id: int
+    # The turn's tokens as recorded (None when the service meters nothing).
+    usage: TokenUsage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +70,12 @@ class ChatService:
         title_chars: int = 60,
         memory_messages: int = 20,
         keepalive_seconds: float = 15.0,
+        usage: UsageMeter | None = None,
     ) -> None:
         self.sessions = sessions
+        # Token usage and the daily budget: started before a turn is stored, admits the LLM
+        # call, settled when the turn ends (app.usage.meter).
+        self.usage = usage
         self.pipeline = pipeline
         self.max_message_chars = max_message_chars
         self.title_chars = title_chars
@@ -91,17 +98,24 @@ class ChatService:
         conversation_id: int | None = None,
         conversation_ref: str | None = None,
         memory: Sequence[ChatTurn] | None = None,
+        usage_path: str = "chat",
     ) -> TurnResult:
         """Answer `message` in a conversation; `memory`, when given, replaces the stored turns
-        as the conversation so far (OpenAI clients send their own history)."""
+        as the conversation so far (OpenAI clients send their own history). `usage_path`
+        names the API the turn's tokens are recorded under."""
         text = self.validate(message)
+        meter = await self.usage.start(user, usage_path) if self.usage else None
         # Stored first, so the question survives an upstream failure.
         turn = await self._begin_turn(user.id, text, conversation_id, conversation_ref, memory)
-        answer = await self.pipeline.answer(text, user_id=user.id, memory=turn.memory)
+        async with released_on_error(meter):
+            answer = await self.pipeline.answer(
+                text, user_id=user.id, memory=turn.memory, meter=meter
+            )
+        usage = await meter.settle(answer.text) if meter else None
         message_id = await self.store_bot_answer(
             user.id, turn.conversation_id, answer.text, answer.sources
         )
-        return TurnResult(answer, turn.conversation_id, message_id)
+        return TurnResult(answer, turn.conversation_id, message_id, usage)
 
     async def stream_reply(
         self,
@@ -111,12 +125,17 @@ class ChatService:
         conversation_id: int | None = None,
         conversation_ref: str | None = None,
         memory: Sequence[ChatTurn] | None = None,
+        usage_path: str = "stream",
     ) -> StreamedReply:
         """Store the question and retrieve; the answer is generated as the reply is read."""
         text = self.validate(message)
+        meter = await self.usage.start(user, usage_path) if self.usage else None
         turn = await self._begin_turn(user.id, text, conversation_id, conversation_ref, memory)
-        streamed = await self.pipeline.stream_answer(text, user_id=user.id, memory=turn.memory)
-        return StreamedReply(self, user.id, turn.conversation_id, streamed)
+        async with released_on_error(meter):
+            streamed = await self.pipeline.stream_answer(
+                text, user_id=user.id, memory=turn.memory, meter=meter
+            )
+        return StreamedReply(self, user.id, turn.conversation_id, streamed, meter=meter)
 
     async def _begin_turn(
         self,
@@ -277,8 +296,11 @@ class StreamedReply:
         user_id: int,
         conversation_id: int,
         streamed: StreamedAnswer,
+        *,
+        meter: TurnMeter | None = None,
     ) -> None:
         self._service = service
+        self._meter = meter
         self._user_id = user_id
         self.conversation_id = conversation_id
         self._streamed = streamed
@@ -304,6 +326,7 @@ class StreamedReply:
         """Store the answer (once) and return the turn; `interrupted` marks a partial answer."""
         if self._result is None:
             text = self.text
+            usage = await self._meter.settle(text) if self._meter else None
             message_id = await self._service.store_bot_answer(
                 self._user_id,
                 self.conversation_id,
@@ -316,6 +339,7 @@ class StreamedReply:
                 Answer(text=text, sources=self.sources, grounded=self.grounded),
                 self.conversation_id,
                 message_id,
+                usage,
             )
         return self._result
 
@@ -347,7 +371,9 @@ class StreamedReply:
                     producer.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await producer
-                    if not self._failed and self._result is None:
+                    if self._failed and self._meter is not None:
+                        await self._meter.release()
+                    elif not self._failed and self._result is None:
                         result = await self.finish(interrupted=True)
                         logger.info(
                             "stream interrupted: stored %d characters as message %d",

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.chat.schemas import SourceRead
+from app.chat.schemas import FeedbackRead, SourceRead
 from app.core.validation import StorableStr
 
 TITLE_MAX_CHARS = 200
@@ -42,6 +42,9 @@ class ConversationMessageRead(BaseModel):
     sources: list[SourceRead] | None = None
     interrupted: bool = Field(
         default=False, description="A streamed answer cut short when the client went away."
+    )
+    feedback: FeedbackRead | None = Field(
+        default=None, description="Your rating of a bot answer; null when unrated."
     )
 
 

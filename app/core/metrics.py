@@ -78,32 +78,22 @@ INGESTION_QUEUE = Gauge(
     multiprocess_mode="livesum",
 )
 RATE_LIMITED = Counter("rate_limit_rejections", "Requests refused with 429, by limit", ["limit"])
+FEEDBACK = Counter(
+    "answer_feedback", "Ratings given to answers (a changed rating counts again)", ["rating"]
+)
+LLM_TOKENS = Counter(
+    "llm_tokens",
+    "Tokens of answered turns by kind (prompt, completion) and source (reported, estimated)",
+    ["kind", "source"],
+)
+TOKEN_BUDGET_REFUSALS = Counter(
+    "token_budget_refusals", "Turns refused because the user's daily token budget is spent"
+)
 RATE_LIMIT_STORAGE_ERRORS = Counter(
     "rate_limit_storage_errors", "Rate limit checks skipped because the store failed"
 )
 RETENTION_DELETED = Counter(
     "retention_rows_deleted", "Rows removed by the retention job, by table", ["table"]
-)
-DATABASE_BREAKER_OPEN = Gauge(
-    "database_breaker_open",
-    "1 while the database circuit breaker refuses connects (in any worker), else 0",
-    multiprocess_mode="livemax",
-)
-DATABASE_BREAKER_OPENED = Counter(
-    "database_breaker_opened", "Times the database circuit breaker opened"
-)
-DATABASE_BREAKER_REJECTED = Counter(
-    "database_breaker_rejections", "Connects refused at once (503) by the open breaker"
-)
-ORPHAN_VECTORS_REMOVED = Counter(
-    "orphan_vectors_removed",
-    "Vectors removed from the external vector store because their document no longer exists",
-)
-ORPHAN_SWEEP_PAGES = Counter(
-    "orphan_sweep_pages", "Pages of vector ids the orphan sweep has checked"
-)
-ACCOUNT_DELETIONS_RESUMED = Counter(
-    "account_deletions_resumed", "Account deletions a crash interrupted, finished later"
 )
 
 

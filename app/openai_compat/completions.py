@@ -28,7 +28,7 @@ from app.openai_compat.schemas import (
     Usage,
 )
 from app.rag.pipeline import RagPipeline
-from app.rag.protocols import ChatTurn, Source
+from app.rag.protocols import ChatTurn, Source, TokenUsage
 from app.rag.text import count_tokens
 
 RAG_MODEL = "rag"
@@ -156,19 +156,15 @@ class CompletionService:
             parsed.question,
             conversation_ref=conversation_ref(caller, request.user),
             memory=parsed.memory,
+            usage_path="v1",
         )
         text = result.answer.text
-        completion_tokens = count_tokens(text)
         return ChatCompletion(
             id=_completion_id(),
             created=int(time.time()),
             model=request.model,
             choices=[Choice(message=AssistantMessage(content=text))],
-            usage=Usage(
-                prompt_tokens=parsed.prompt_tokens,
-                completion_tokens=completion_tokens,
-                total_tokens=parsed.prompt_tokens + completion_tokens,
-            ),
+            usage=usage_of(result.usage, parsed.prompt_tokens, text),
             sources=_sources(result.answer.sources),
             conversation_id=result.conversation_id,
         )
@@ -182,6 +178,7 @@ class CompletionService:
             parsed.question,
             conversation_ref=conversation_ref(caller, request.user),
             memory=parsed.memory,
+            usage_path="v1",
         )
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         return _ChunkStream(
@@ -191,6 +188,23 @@ class CompletionService:
             include_usage=include_usage,
             keepalive_seconds=chat.keepalive_seconds,
         ).events()
+
+
+def usage_of(recorded: TokenUsage | None, prompt_tokens: int, text: str) -> Usage:
+    """The `usage` of a response: the turn's tokens as recorded for the user's budget (the
+    LLM's count, or our estimate), else an estimate from the messages and the answer."""
+    if recorded is not None:
+        return Usage(
+            prompt_tokens=recorded.prompt_tokens,
+            completion_tokens=recorded.completion_tokens,
+            total_tokens=recorded.total_tokens,
+        )
+    completion_tokens = count_tokens(text)
+    return Usage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+    )
 
 
 def _completion_id() -> str:
@@ -265,11 +279,6 @@ class _ChunkStream:
         result = await self.reply.finish()
         yield self._event([self._choice({}, "stop")])
         if self.include_usage:
-            completion_tokens = count_tokens(result.answer.text)
-            usage = Usage(
-                prompt_tokens=self.prompt_tokens,
-                completion_tokens=completion_tokens,
-                total_tokens=self.prompt_tokens + completion_tokens,
-            )
+            usage = usage_of(result.usage, self.prompt_tokens, result.answer.text)
             yield self._event([], usage=usage)
         yield "data: [DONE]\n\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from app.rag.protocols import (
     Generator,
     ScoredChunk,
     Source,
+    TokenMeter,
     VectorStore,
     search_store,
 )
@@ -158,7 +160,12 @@ class RagPipeline:
         return fit_memory(turns, budget_tokens=max(0, min(self.config.memory_tokens, left)))
 
     async def stream_answer(
-        self, question: str, *, user_id: int, memory: Sequence[ChatTurn] = ()
+        self,
+        question: str,
+        *,
+        user_id: int,
+        memory: Sequence[ChatTurn] = (),
+        meter: TokenMeter | None = None,
     ) -> StreamedAnswer:
         """Retrieve now (errors surface here), then generate as the deltas are consumed."""
         metrics.CHAT_TURNS.labels(mode="stream").inc()
@@ -167,6 +174,7 @@ class RagPipeline:
         request = self.build_request(question, relevant, memory)
         if request is None:
             return StreamedAnswer(_single(prompts.NO_RELEVANT_DOCUMENTS), [], grounded=False)
+        request = await metered(request, meter)
         if not request.grounded:
             deltas = _prefixed(prompts.GENERAL_KNOWLEDGE_NOTICE, self.generator.stream(request))
             return StreamedAnswer(deltas, [], grounded=False)
@@ -174,7 +182,12 @@ class RagPipeline:
         return StreamedAnswer(deltas, sources_of(request.contexts))
 
     async def answer(
-        self, question: str, *, user_id: int, memory: Sequence[ChatTurn] = ()
+        self,
+        question: str,
+        *,
+        user_id: int,
+        memory: Sequence[ChatTurn] = (),
+        meter: TokenMeter | None = None,
     ) -> Answer:
         """Answer `question`; `memory` is the conversation so far (roles "user"/"assistant")."""
         metrics.CHAT_TURNS.labels(mode="answer").inc()
@@ -183,11 +196,21 @@ class RagPipeline:
         request = self.build_request(question, relevant, memory)
         if request is None:
             return Answer(text=prompts.NO_RELEVANT_DOCUMENTS, sources=[], grounded=False)
+        request = await metered(request, meter)
         with metrics.generation(self.generator):
             text = (await self.generator.generate(request)).strip()
         if not request.grounded:
             return Answer(text=prompts.GENERAL_KNOWLEDGE_NOTICE + text, sources=[], grounded=False)
         return Answer(text=text, sources=sources_of(request.contexts))
+
+
+async def metered(request: GenerationRequest, meter: TokenMeter | None) -> GenerationRequest:
+    """Admit the LLM call with the turn's meter (which may refuse it), and route the
+    generator's usage report to it."""
+    if meter is None:
+        return request
+    await meter.admit(request)
+    return dataclasses.replace(request, on_usage=meter.report)
 
 
 @dataclass(frozen=True, slots=True)

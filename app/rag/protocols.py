@@ -6,7 +6,7 @@ Backends implement these Protocols; the pipeline knows nothing else. Backends ra
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -57,6 +57,20 @@ class ChatTurn:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """The tokens of one LLM call (or of a turn's calls summed). `estimated` when counted
+    with `app.rag.text.count_tokens` because the LLM reported nothing."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """What a generator answers: the question, the numbered context and the rendered prompt.
 
@@ -70,6 +84,8 @@ class GenerationRequest:
     grounded: bool = True
     max_tokens: int | None = None
     temperature: float | None = None
+    # Where a generator reports the LLM's own `usage` (set by the pipeline for a metered turn).
+    on_usage: Callable[[TokenUsage], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,3 +181,15 @@ class Generator(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class TokenMeter(Protocol):
+    """Meters the LLM call of one turn (app.usage implements it)."""
+
+    async def admit(self, request: GenerationRequest) -> None:
+        """Called just before the LLM call; raises to refuse it (a spent budget)."""
+        ...
+
+    def report(self, usage: TokenUsage) -> None:
+        """The LLM's own count for the call, when it sent one."""
+        ...

@@ -32,6 +32,13 @@ takes the next one. `times=None` repeats the fault for every later request. Faul
 `Fault(status=..., headers=..., body=..., delay=...)` combines them, e.g. a slow 503.
 
 `fake.reset()` clears the recorded requests and the fault queue.
+
+Token usage, as OpenAI reports it: every non-stream completion carries
+`"usage": {"prompt_tokens", "completion_tokens", "total_tokens"}` (`fake.usage`, a pair, by
+default (10, 5)); a stream asked with `"stream_options": {"include_usage": true}` ends with a
+chunk whose `choices` is empty and which carries `usage`. `fake.usage = None` sends none (an
+upstream that does not count); `fake.usage_for = callable(body) -> (prompt, completion)`
+computes it per request.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +105,10 @@ class FakeHuggingFace:
     ) -> None:
         self.dimension = dimension
         self.answer = answer
+        self.usage: tuple[int, int] | None = (10, 5)
+        self.usage_for: Callable[[Any], tuple[int, int]] | None = None
+        # Set when a chat request arrives (before any fault's delay): a test's sync point.
+        self.chat_received = threading.Event()
         self.requests: list[RecordedRequest] = []
         self._faults: deque[tuple[Fault, int | None]] = deque()
         self._lock = threading.Lock()
@@ -121,6 +132,20 @@ class FakeHuggingFace:
         with self._lock:
             self._faults.clear()
             self.requests.clear()
+        self.usage = (10, 5)
+        self.usage_for = None
+        self.chat_received.clear()
+
+    def _usage(self, body: Any) -> dict[str, int] | None:
+        counts = self.usage_for(body) if self.usage_for is not None else self.usage
+        if counts is None:
+            return None
+        prompt, completion = counts
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
 
     def embedding(self, text: str, dimension: int | None = None) -> list[float]:
         """The fake model: a bias term plus signed word-hash counts (never all zero)."""
@@ -169,32 +194,36 @@ class FakeHuggingFace:
         )
 
     async def _chat(self, request: Request) -> Response:
+        self.chat_received.set()
         body, fault = await self._record(request)
         if (response := self._fault_response(fault)) is not None:
             return response
         model = body.get("model", "dummy")
+        usage = self._usage(body)
         if body.get("stream"):
-            return StreamingResponse(self._chunks(model), media_type="text/event-stream")
-        return JSONResponse(
-            {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "system_fingerprint": "fake",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": self.answer},
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-            }
-        )
+            options = body.get("stream_options") or {}
+            final = usage if options.get("include_usage") else None
+            return StreamingResponse(self._chunks(model, final), media_type="text/event-stream")
+        completion: dict[str, Any] = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.answer},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+        if usage is not None:
+            completion["usage"] = usage
+        return JSONResponse(completion)
 
-    async def _chunks(self, model: str) -> AsyncIterator[str]:
+    async def _chunks(self, model: str, usage: dict[str, int] | None = None) -> AsyncIterator[str]:
         words = self.answer.split(" ")
         deltas = [{"role": "assistant", "content": ""}]
         deltas += [{"content": word if i == 0 else f" {word}"} for i, word in enumerate(words)]
@@ -216,6 +245,17 @@ class FakeHuggingFace:
                 ],
             }
             yield f"data: {json.dumps(chunk)}\n\n"
+        if usage is not None:
+            last = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "system_fingerprint": "fake",
+                "choices": [],
+                "usage": usage,
+            }
+            yield f"data: {json.dumps(last)}\n\n"
         yield "data: [DONE]\n\n"
 
     async def _embed(self, request: Request) -> Response:

@@ -9,6 +9,7 @@ from app.api.deps import MAX_ID, SettingsDep, StateDep
 from app.api.principal import CurrentUser
 from app.api.ratelimits import ChatRateLimit
 from app.api.routers.conversations import router as conversations_router
+from app.api.routers.feedback import FeedbackServiceDep
 from app.chat.history_json import messages_json
 from app.chat.schemas import ChatRequest, ChatResponse, MessageRead, SourceRead
 from app.chat.service import ChatService
@@ -38,6 +39,7 @@ async def get_chat_service(state: StateDep) -> ChatService:
         title_chars=settings.conversation_title_chars,
         memory_messages=settings.chat_memory_max_messages,
         keepalive_seconds=settings.sse_keepalive_seconds,
+        usage=state["usage"],
     )
 
 
@@ -114,6 +116,7 @@ async def chat_stream(
 async def chat_history(
     user: CurrentUser,
     service: ChatServiceDep,
+    feedback: FeedbackServiceDep,
     settings: SettingsDep,
     limit: Annotated[int | None, Query(ge=1, description="Newest messages to return")] = None,
     before: Annotated[
@@ -128,5 +131,7 @@ async def chat_history(
     rows = await service.history(
         user, limit=limit, before_id=before, conversation_id=conversation_id
     )
+    rated = await feedback.of_messages(user.id, [row.id for row in rows if row.role == "bot"])
+    ratings = {mid: f.model_dump(mode="json") for mid, f in rated.items()}
     # Serialized in one pass, not validated row by row (the response_model documents it).
-    return Response(messages_json(rows), media_type="application/json")
+    return Response(messages_json(rows, ratings), media_type="application/json")

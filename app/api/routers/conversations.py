@@ -1,4 +1,4 @@
-"""`/api/conversations/`: a user's chat threads, mounted with the chat routes."""
+"""`/api/conversations/`: a user's chat threads."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from app.api.deps import MAX_ID, SessionDep, SettingsDep
 from app.api.principal import CurrentUser
+from app.api.routers.feedback import FeedbackServiceDep
 from app.conversations.schemas import (
     ConversationCreate,
     ConversationMessageRead,
@@ -19,7 +20,9 @@ from app.conversations.schemas import (
 from app.conversations.service import ConversationService
 from app.core.errors import InvalidInput, MalformedBody, NotAuthenticated, NotFound, error_responses
 
-router = APIRouter(prefix="/conversations", tags=["conversations"])
+# The whole prefix here, included by the app itself: a router nested in another keeps only its
+# own prefix in the route template that metrics label requests with.
+router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
 ConversationId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Cursor = Annotated[
@@ -118,6 +121,7 @@ async def list_conversation_messages(
     conversation_id: ConversationId,
     user: CurrentUser,
     service: ConversationServiceDep,
+    feedback: FeedbackServiceDep,
     settings: SettingsDep,
     limit: Limit = None,
     cursor: Cursor = None,
@@ -130,6 +134,13 @@ async def list_conversation_messages(
     items, next_cursor = await service.messages_page(
         user.id, conversation_id, limit=size, cursor=cursor
     )
+    rated = await feedback.of_messages(user.id, [m.id for m in items if m.role == "bot"])
     return MessagePage(
-        items=[ConversationMessageRead.model_validate(m) for m in items], next_cursor=next_cursor
+        items=[
+            ConversationMessageRead.model_validate(m).model_copy(
+                update={"feedback": rated.get(m.id)}
+            )
+            for m in items
+        ],
+        next_cursor=next_cursor,
     )

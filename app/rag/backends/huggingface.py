@@ -22,7 +22,11 @@ from typing import Any, TypeVar
 import httpx2
 import numpy as np
 import numpy.typing as npt
-from huggingface_hub import AsyncInferenceClient, ChatCompletionInputMessage
+from huggingface_hub import (
+    AsyncInferenceClient,
+    ChatCompletionInputMessage,
+    ChatCompletionInputStreamOptions,
+)
 from huggingface_hub.errors import (
     HfHubHTTPError,
     InferenceTimeoutError,
@@ -32,7 +36,7 @@ from huggingface_hub.errors import (
 
 from app.core.config import Settings
 from app.core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from app.rag.protocols import GenerationRequest, Matrix, Priority
+from app.rag.protocols import GenerationRequest, Matrix, Priority, TokenUsage
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +296,17 @@ class HuggingFaceEmbedder:
         await self._client.close()  # type: ignore[no-untyped-call]
 
 
+def _report_usage(request: GenerationRequest, usage: Any) -> None:
+    """Hand the server's `usage` to the turn's meter; a missing or malformed one is left to
+    the meter's estimate."""
+    if request.on_usage is None or usage is None:
+        return
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None)
+    if isinstance(prompt, int) and isinstance(completion, int) and prompt >= 0 and completion >= 0:
+        request.on_usage(TokenUsage(prompt, completion))
+
+
 class HuggingFaceGenerator:
     """Answers with a chat model through an OpenAI-compatible chat-completions API.
 
@@ -308,9 +323,13 @@ class HuggingFaceGenerator:
         base_url: str | None = None,
         timeout: float = 60,
         retry_deadline: float = 20,
+        stream_usage: bool = True,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
     ) -> None:
+        self._stream_options = (
+            ChatCompletionInputStreamOptions(include_usage=True) if stream_usage else None
+        )
         if base_url is None and not (api_key or "").startswith("hf_"):
             raise ValueError(
                 "The Hugging Face router needs HUGGINGFACE_API_KEY to be a Hugging Face token "
@@ -339,6 +358,7 @@ class HuggingFaceGenerator:
             base_url=settings.llm_base_url,
             timeout=settings.llm_timeout_seconds,
             retry_deadline=settings.llm_retry_deadline_seconds,
+            stream_usage=settings.llm_stream_usage,
         )
 
     def _new_client(self) -> AsyncInferenceClient:
@@ -365,6 +385,7 @@ class HuggingFaceGenerator:
                     temperature=request.temperature,
                 ),
             )
+        _report_usage(request, getattr(output, "usage", None))
         choices = output.choices
         if not choices:
             raise UpstreamError(f"{self._what} returned no choices.")
@@ -385,11 +406,14 @@ class HuggingFaceGenerator:
                     max_tokens=request.max_tokens,
                     temperature=request.temperature,
                     stream=True,
+                    # OpenAI-compatible servers then send `usage` in a last chunk.
+                    stream_options=self._stream_options,
                 ),
             )
             any_choice = False
             try:
                 async for chunk in chunks:
+                    _report_usage(request, getattr(chunk, "usage", None))
                     if not chunk.choices:
                         continue
                     any_choice = True
