@@ -11,6 +11,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.accounts.service import AccountDeletion
 from app.admin.service import purge_audit
 from app.api.state import State
 from app.auth.retention import purge_expired_refresh_tokens
@@ -22,10 +23,12 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.scheduler import JobLease, build_scheduler, schedule_periodic
 from app.documents.broker import IngestionBroker
 from app.documents.live import live_documents
+from app.documents.orphans import OrphanSweep, VectorListing
 from app.documents.service import DocumentService
 from app.rag.factory import build_backends
 from app.usage.meter import UsageMeter
 from app.usage.service import purge_usage
+from app.rag.protocols import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +91,14 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             engine = create_engine(settings)
             stack.push_async_callback(engine.dispose)
             sessions = create_sessionmaker(engine)
-            rag = await build_backends(
-                settings, sessions, stack, wrap_remote=live_documents(sessions)
-            )
+            # The stores outside our database, for the orphan sweep below.
+            remote: list[VectorStore] = []
+
+            def wrap_remote(inner: VectorStore) -> VectorStore:
+                remote.append(inner)
+                return live_documents(sessions)(inner)
+
+            rag = await build_backends(settings, sessions, stack, wrap_remote=wrap_remote)
             broker = await IngestionBroker.connect(settings) if settings.task_broker_url else None
             documents = DocumentService(sessions, rag.embedder, rag.store, settings, broker=broker)
             stack.push_async_callback(documents.aclose)
@@ -98,6 +106,16 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             documents.start_sweeping()
             hasher = build_hasher(settings)
             stack.callback(hasher.close)
+            # Account deletions a crash interrupted (their documents were purged above).
+            accounts = AccountDeletion(sessions, hasher, documents)
+            stack.push_async_callback(accounts.aclose)
+            await accounts.recover()
+            accounts.start_sweeping()
+            for store in remote:
+                if isinstance(store, VectorListing):
+                    sweep = OrphanSweep.from_settings(sessions, store, settings)
+                    stack.push_async_callback(sweep.aclose)
+                    sweep.start()
             # Not at the top: app.core.ratelimit holds route dependencies, which import this module.
             from app.core.ratelimit import RateLimiter
 

@@ -23,6 +23,11 @@ class User(Base):
     # Prompt + completion tokens per UTC day: None follows USER_DAILY_TOKEN_BUDGET, 0 is no limit.
     daily_token_budget: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when an account deletion starts (app.accounts.service.AccountDeletion): a disabled
+    # account with it is being deleted, without it only deactivated. `deletion_claimed_until`
+    # is the claim of the process doing it; once expired, another finishes the deletion.
+    deletion_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    deletion_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class RefreshToken(Base):

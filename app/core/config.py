@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     database_connect_timeout_seconds: float = Field(default=5, gt=0)
     database_pool_timeout_seconds: float = Field(default=10, gt=0)
     database_statement_timeout_seconds: float = Field(default=30, gt=0)
+    # Circuit breaker: after this many consecutive failed connects (0: never), connecting is
+    # refused at once (503) for DATABASE_BREAKER_OPEN_SECONDS; then one request tries again,
+    # and its success closes the breaker. A black-holed server then costs one request the
+    # connect timeout per interval instead of every request.
+    database_breaker_failures: int = Field(default=3, ge=0)
+    database_breaker_open_seconds: float = Field(default=5, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=15_000, ge=0)
 
     # Tokens
@@ -157,6 +163,15 @@ class Settings(BaseSettings):
     # after every batch; an expired claim (a crashed worker) is taken over by the next sweep.
     ingest_claim_seconds: float = Field(default=60, gt=0)
     ingest_sweep_seconds: float = Field(default=30, ge=0)  # 0: only at start-up
+    # Vectors a crash left in an external store (Pinecone) whose document is gone: swept in
+    # the background, ORPHAN_SWEEP_PAGE_SIZE ids per page (Pinecone lists at most 100), at most
+    # ORPHAN_SWEEP_PAGES pages per run, a run every ORPHAN_SWEEP_SECONDS (0: never).
+    orphan_sweep_seconds: float = Field(default=600, ge=0)
+    orphan_sweep_page_size: int = Field(default=100, ge=1, le=100)
+    orphan_sweep_pages: int = Field(default=50, ge=1)
+    # An account deletion holds a claim this long; one a crash interrupted is finished at the
+    # next start-up, or by a running replica once the claim has expired (checked this often).
+    account_deletion_claim_seconds: float = Field(default=60, gt=0)
     # Redis URL of the task queue (arq). Set: `chatbot worker` processes index documents,
     # shared by every replica. Unset: each app process indexes in the background itself.
     task_broker_url: str | None = None
@@ -174,6 +189,19 @@ class Settings(BaseSettings):
     # Extracted text of one document, and the chunks it may make.
     max_document_chars: int = Field(default=5_000_000, ge=1)
     max_document_chunks: int = Field(default=10_000, ge=1)
+    # Office files and EPUBs are zip archives, checked before anything is inflated: member
+    # count, total uncompressed size, and the compression ratio of members over 1 MiB.
+    max_zip_members: int = Field(default=10_000, ge=1)
+    max_zip_uncompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_zip_ratio: int = Field(default=100, ge=1)
+    # Spreadsheets and CSV: rows and cells per document (empty styled ones too), columns
+    # per row.
+    max_table_rows: int = Field(default=100_000, ge=1)
+    max_table_columns: int = Field(default=1_000, ge=1)
+    max_table_cells: int = Field(default=2_000_000, ge=1)
+    # E-mail: MIME parts per message; nesting depth of MIME parts, JSON values, HTML tables.
+    max_email_parts: int = Field(default=500, ge=1)
+    max_nesting_depth: int = Field(default=32, ge=1)
     # Per-user quotas on private documents.
     user_max_documents: int = Field(default=1_000, ge=1)
     user_max_chunks: int = Field(default=200_000, ge=1)

@@ -95,6 +95,27 @@ RATE_LIMIT_STORAGE_ERRORS = Counter(
 RETENTION_DELETED = Counter(
     "retention_rows_deleted", "Rows removed by the retention job, by table", ["table"]
 )
+DATABASE_BREAKER_OPEN = Gauge(
+    "database_breaker_open",
+    "1 while the database circuit breaker refuses connects (in any worker), else 0",
+    multiprocess_mode="livemax",
+)
+DATABASE_BREAKER_OPENED = Counter(
+    "database_breaker_opened", "Times the database circuit breaker opened"
+)
+DATABASE_BREAKER_REJECTED = Counter(
+    "database_breaker_rejections", "Connects refused at once (503) by the open breaker"
+)
+ORPHAN_VECTORS_REMOVED = Counter(
+    "orphan_vectors_removed",
+    "Vectors removed from the external vector store because their document no longer exists",
+)
+ORPHAN_SWEEP_PAGES = Counter(
+    "orphan_sweep_pages", "Pages of vector ids the orphan sweep has checked"
+)
+ACCOUNT_DELETIONS_RESUMED = Counter(
+    "account_deletions_resumed", "Account deletions a crash interrupted, finished later"
+)
 
 
 def backend_name(component: object) -> str:
