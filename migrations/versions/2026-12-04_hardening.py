@@ -1,4 +1,4 @@
-"""Hardening: whatever this round's hardening needs in the schema (issue 22); may stay empty.
+"""Hardening (issue 22): resumable account deletion (a deletion mark and a claim on users).
 
 Revision ID: 0010
 Revises: 0009
