@@ -17,6 +17,7 @@ from app.api.state import State
 from app.auth.retention import purge_expired_refresh_tokens
 from app.auth.security import PasswordHasher, TokenCodec
 from app.chat.retention import JOB_NAME, purge_old_messages
+from app.collections.service import CollectionService
 from app.core import metrics
 from app.core.config import Settings
 from app.core.db import create_engine, create_sessionmaker
@@ -73,7 +74,6 @@ async def start_retention(
             f"{audit} audit entries, {usage} usage records"
         )
 
-
     await schedule_periodic(
         scheduler,
         JobLease(sessions, JOB_NAME),
@@ -103,6 +103,13 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
             documents = DocumentService(sessions, rag.embedder, rag.store, settings, broker=broker)
             stack.push_async_callback(documents.aclose)
             await documents.recover()
+            # Collection deletions a crash interrupted (their documents were purged above).
+            await CollectionService(
+                sessions,
+                documents,
+                max_per_user=settings.collection_max_per_user,
+                max_members=settings.collection_max_members,
+            ).recover()
             documents.start_sweeping()
             hasher = build_hasher(settings)
             stack.callback(hasher.close)

@@ -1,9 +1,10 @@
 """Imports every model so that `Base.metadata` is complete (Alembic, create_all)."""
 
 from app.admin.models import AuditEntry
-from app.apikeys.models import ApiKey
+from app.apikeys.models import ApiKey, ApiKeyCollection
 from app.auth.models import RefreshToken, User
 from app.chat.models import ChatMessage
+from app.collections.models import Collection, CollectionMember
 from app.conversations.models import Conversation
 from app.core.db import Base
 from app.core.scheduler import JobRun
@@ -15,9 +16,12 @@ from app.usage.models import TokenReservation, TokenUsage
 
 __all__ = [
     "ApiKey",
+    "ApiKeyCollection",
     "AuditEntry",
     "Base",
     "ChatMessage",
+    "Collection",
+    "CollectionMember",
     "Conversation",
     "Document",
     "JobRun",

@@ -29,7 +29,7 @@ from app.documents.models import Document, DocumentStatus
 from app.rag.backends.local import LocalEmbedder
 from app.rag.factory import build_generator, build_store, pipeline_config
 from app.rag.pipeline import RagPipeline
-from app.rag.protocols import ChatTurn, ChunkRecord, VectorStore
+from app.rag.protocols import ChatTurn, ChunkRecord, VectorStore, Visibility
 from bench import corpus
 from bench.harness import Goal, Result, bench_settings, cli, fresh_database
 
@@ -137,20 +137,22 @@ async def evaluate(pipeline: RagPipeline, dialogues: list[Dialogue]) -> Evaluati
     result = Evaluation()
     for n, dialogue in enumerate(dialogues):
         result.dialogues += 1
-        first = await pipeline.answer(dialogue.first, user_id=USER_ID)
+        first = await pipeline.answer(dialogue.first, visibility=Visibility.of_user(USER_ID))
         result.first_hits += dialogue.doc in {s.title for s in first.sources}
         memory = [ChatTurn("user", dialogue.first), ChatTurn("assistant", first.text)]
         with_memory = await pipeline.retrieve_with_memory(
-            dialogue.followup, user_id=USER_ID, memory=memory
+            dialogue.followup, visibility=Visibility.of_user(USER_ID), memory=memory
         )
-        alone = await pipeline.retrieve(dialogue.followup, user_id=USER_ID)
+        alone = await pipeline.retrieve(dialogue.followup, visibility=Visibility.of_user(USER_ID))
         hit = dialogue.doc in {c.title for c in with_memory}
         result.with_memory_hits += hit
         result.without_memory_hits += dialogue.doc in {c.title for c in alone}
         if not hit:
             result.misses_with_memory.append(dialogue.doc)
         other = dialogues[(n + SWITCH_OFFSET) % len(dialogues)]
-        switched = await pipeline.retrieve_with_memory(other.first, user_id=USER_ID, memory=memory)
+        switched = await pipeline.retrieve_with_memory(
+            other.first, visibility=Visibility.of_user(USER_ID), memory=memory
+        )
         result.switch_hits += other.doc in {c.title for c in switched}
     return result
 

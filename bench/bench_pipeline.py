@@ -32,6 +32,7 @@ from app.rag.protocols import (
     Priority,
     ScoredChunk,
     Vector,
+    Visibility,
 )
 from app.testing import running_app
 from bench import corpus
@@ -65,7 +66,9 @@ class InstantStore:
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
         return None
 
-    async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
+    async def query(
+        self, vector: Vector, *, top_k: int, visibility: Visibility
+    ) -> list[ScoredChunk]:
         return self._chunks[:top_k]
 
     async def delete(self, ids: Sequence[str]) -> None:
@@ -148,16 +151,16 @@ async def run(quick: bool) -> Result:
     request = pipeline.build_request(QUESTION, fixed_chunks())
     assert request is not None
 
-    answer = await pipeline.answer(QUESTION, user_id=1)
+    answer = await pipeline.answer(QUESTION, visibility=Visibility.of_user(1))
     assert answer.text == ANSWER
     assert len(answer.sources) == len(SCORES)
 
     async def pipeline_turn() -> object:
-        return await pipeline.answer(QUESTION, user_id=1)
+        return await pipeline.answer(QUESTION, visibility=Visibility.of_user(1))
 
     async def bare_turn() -> object:
         vectors = await embedder.embed([QUESTION])
-        await store.query(vectors[0], top_k=3, user_id=1)
+        await store.query(vectors[0], top_k=3, visibility=Visibility.of_user(1))
         return await generator.generate(request)
 
     timings = await interleaved(turns, rounds, pipeline=pipeline_turn, bare=bare_turn)

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.rag.backends.local import SHARED_OWNER, LocalVectorStore, VectorStoreState
-from app.rag.protocols import ChunkRecord, Matrix, Vector
+from app.rag.protocols import ChunkRecord, Matrix, Vector, Visibility
 from bench import corpus
 from bench.harness import Goal, Result, cli, fresh_database, peak_rss_mb, percentiles_ms, rss_mb
 
@@ -149,12 +149,12 @@ async def bench_size(workdir: Path, size: int, queries: int, seed: int) -> dict[
         reader = LocalVectorStore(db.sessions)
         probe = unit_vectors(rng, 2)
         start = time.perf_counter()
-        await reader.query(probe[0], top_k=TOP_K, user_id=1)
+        await reader.query(probe[0], top_k=TOP_K, visibility=Visibility.of_user(1))
         out["cold_query_ms"] = (time.perf_counter() - start) * 1e3
         out["rss_after_load_mb"] = rss_mb()
         out["peak_rss_mb"] = max(peak_rss_mb(), out["rss_after_load_mb"])
         out["matrix_mb"] = matrix.nbytes / 2**20
-        await reader.query(probe[1], top_k=TOP_K, user_id=2)  # warm
+        await reader.query(probe[1], top_k=TOP_K, visibility=Visibility.of_user(2))  # warm
 
         # What one database session costs: the floor under each query (one session per query).
         out["db_round_trip"] = await round_trips(db.sessions)
@@ -168,7 +168,7 @@ async def bench_size(workdir: Path, size: int, queries: int, seed: int) -> dict[
         for n, query in enumerate(unit_vectors(rng, queries)):
             user = n % USERS + 1
             start = time.perf_counter()
-            hits = await reader.query(query, top_k=TOP_K, user_id=user)
+            hits = await reader.query(query, top_k=TOP_K, visibility=Visibility.of_user(user))
             store_s.append(time.perf_counter() - start)
             start = time.perf_counter()
             numpy_top_k(matrix, query, TOP_K)
@@ -193,14 +193,16 @@ async def bench_size(workdir: Path, size: int, queries: int, seed: int) -> dict[
             extra = size + n
             await writer.upsert([record(extra, probe[0], 1, texts)])
             start = time.perf_counter()
-            await reader.query(probe[1], top_k=TOP_K, user_id=1)
+            await reader.query(probe[1], top_k=TOP_K, visibility=Visibility.of_user(1))
             after_write.append(time.perf_counter() - start)
         out["query_after_write_ms"] = statistics.median(after_write) * 1e3
         # Queries arriving together after a write (a busy server during ingestion).
         await writer.upsert([record(size + REFRESH_SAMPLES, probe[0], 1, texts)])
         together = unit_vectors(rng, CONCURRENT_QUERIES)
         start = time.perf_counter()
-        await asyncio.gather(*(reader.query(q, top_k=TOP_K, user_id=1) for q in together))
+        await asyncio.gather(
+            *(reader.query(q, top_k=TOP_K, visibility=Visibility.of_user(1)) for q in together)
+        )
         out["concurrent_after_write_ms"] = (time.perf_counter() - start) * 1e3
         await reader.aclose()
         await writer.aclose()

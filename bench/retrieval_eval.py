@@ -44,7 +44,7 @@ from app.documents.service import DocumentService, NewDocument
 from app.rag.backends.local import LocalEmbedder, LocalVectorStore
 from app.rag.hybrid import FusionConfig, HybridStore, RetrievalMode, StoredVectorScorer
 from app.rag.lexical import LexicalIndex
-from app.rag.protocols import ChunkRecord, Embedder, Matrix, ScoredChunk, VectorStore
+from app.rag.protocols import ChunkRecord, Embedder, Matrix, ScoredChunk, VectorStore, Visibility
 from bench.harness import fresh_database, machine, percentiles_ms, write_json
 
 QUESTIONS = Path(__file__).resolve().parent / "data" / "retrieval_questions.json"
@@ -230,11 +230,15 @@ async def evaluate(
     seconds: list[float] = []
     by_kind: dict[str, list[float]] = {}
     misses: list[str] = []
-    await store.search(questions[0].question, vectors[0], top_k=DEPTH, user_id=USER_ID)  # warm
+    await store.search(
+        questions[0].question, vectors[0], top_k=DEPTH, visibility=Visibility.of_user(USER_ID)
+    )  # warm
     for question, vector in zip(questions, vectors, strict=True):
         for _ in range(LATENCY_REPEATS):
             start = time.perf_counter()
-            found = await store.search(question.question, vector, top_k=DEPTH, user_id=USER_ID)
+            found = await store.search(
+                question.question, vector, top_k=DEPTH, visibility=Visibility.of_user(USER_ID)
+            )
             seconds.append(time.perf_counter() - start)
         rank = reciprocal_rank(found, gold[question.topic])
         ranks.append(rank)
@@ -379,11 +383,15 @@ async def scale_latency(tmp: Path, chunks: int = SCALE_CHUNKS) -> dict[str, Any]
         out: dict[str, Any] = {"chunks": chunks, "load_seconds": load_seconds}
         for mode in MODES:
             store.config = replace(store.config, mode=mode)
-            await store.search(queries[0], probes[0], top_k=HIT_K, user_id=USER_ID)  # loads
+            await store.search(
+                queries[0], probes[0], top_k=HIT_K, visibility=Visibility.of_user(USER_ID)
+            )  # loads
             seconds = []
             for query, probe in zip(queries, probes, strict=True):
                 start_time = time.perf_counter()
-                await store.search(query, probe, top_k=HIT_K, user_id=USER_ID)
+                await store.search(
+                    query, probe, top_k=HIT_K, visibility=Visibility.of_user(USER_ID)
+                )
                 seconds.append(time.perf_counter() - start_time)
             stats = percentiles_ms(seconds)
             out[mode] = {**stats, "p99_ms": float(np.percentile(np.asarray(seconds) * 1e3, 99))}

@@ -4,6 +4,8 @@ suite on PostgreSQL (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test)."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -25,6 +27,14 @@ from app.testing import isolated_settings, running_app
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 _pg_schema_ready = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The defaults under CHATBOT_HOME (chatbot.db, .secret_key, .env) would otherwise be the
+    # checkout's, in this process and in every `chatbot` subprocess a test starts.
+    home = Path(tempfile.mkdtemp(prefix="chatbot-home-"))
+    os.environ["CHATBOT_HOME"] = str(home)
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
 
 
 # Fixtures through which a test reaches the database TEST_DATABASE_URL names. With
@@ -62,7 +72,13 @@ async def _reset_database(url: str) -> None:
             names = ", ".join(t.name for t in Base.metadata.sorted_tables)
             await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         else:
-            await conn.run_sync(Base.metadata.drop_all)
+            if url.startswith("postgresql"):
+                # The whole schema, whatever an earlier run or another checkout left in it
+                # (drop_all fails on tables this checkout's models do not know).
+                await conn.execute(text("DROP SCHEMA public CASCADE"))
+                await conn.execute(text("CREATE SCHEMA public"))
+            else:
+                await conn.run_sync(Base.metadata.drop_all)
             await conn.run_sync(Base.metadata.create_all)
             _pg_schema_ready = url.startswith("postgresql")
     await engine.dispose()

@@ -15,6 +15,7 @@ from app.auth.models import User
 from app.auth.repository import RefreshTokenRepository, UserRepository
 from app.auth.security import PasswordHasher
 from app.auth.service import deactivate_user
+from app.collections.service import mark_owner_removal, remove_solely_owned
 from app.core import metrics
 from app.core.db import utcnow
 from app.core.errors import InvalidCredentials, NotAuthenticated
@@ -88,7 +89,11 @@ class AccountDeletion:
             now = utcnow()
             current.deletion_started_at = current.deletion_started_at or now
             current.deletion_claimed_until = now + self.claim_lifetime
-            return await self.documents.mark_owner_removal(session, user_id)
+            # The collections it alone owns go with their documents; in the others, the
+            # documents it uploaded stay (handed over by mark_owner_removal).
+            collection_documents = await mark_owner_removal(session, self.documents, user_id)
+            private = await self.documents.mark_owner_removal(session, user_id)
+            return [*collection_documents, *private]
 
     async def _purge_documents(self, document_ids: Sequence[int]) -> None:
         """Step 2: the documents' vectors, then their rows."""
@@ -98,6 +103,7 @@ class AccountDeletion:
     async def _remove_user(self, user_id: int) -> None:
         """Step 3: the user row and, by cascade, everything else it owns."""
         async with self.sessions.begin() as session:
+            await remove_solely_owned(session, user_id)
             # A statement, not the ORM's delete: a row another process removed first is no error.
             await session.execute(delete(User).where(User.id == user_id))
 

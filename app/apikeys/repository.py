@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.apikeys.models import ApiKey
+from app.apikeys.models import ApiKey, ApiKeyCollection
 from app.auth.models import User
 
 
@@ -18,6 +18,25 @@ class ApiKeyRepository:
         self.session.add(key)
         await self.session.flush()
         return key
+
+    async def add_scope(self, key_id: int, collection_ids: Sequence[int]) -> None:
+        for collection_id in sorted(set(collection_ids)):
+            self.session.add(ApiKeyCollection(api_key_id=key_id, collection_id=collection_id))
+        await self.session.flush()
+
+    async def scopes(self, key_ids: Sequence[int]) -> dict[int, list[int]]:
+        """Each key's collections (keys without any are absent)."""
+        if not key_ids:
+            return {}
+        query = (
+            select(ApiKeyCollection.api_key_id, ApiKeyCollection.collection_id)
+            .where(ApiKeyCollection.api_key_id.in_(list(key_ids)))
+            .order_by(ApiKeyCollection.api_key_id, ApiKeyCollection.collection_id)
+        )
+        found: dict[int, list[int]] = {}
+        for key_id, collection_id in (await self.session.execute(query)).all():
+            found.setdefault(key_id, []).append(collection_id)
+        return found
 
     async def list_unrevoked(self, user_id: int) -> Sequence[ApiKey]:
         query = (

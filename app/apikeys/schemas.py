@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from app.core.db import MAX_ID
 from app.core.validation import no_nul
 
 
@@ -19,6 +20,13 @@ class ApiKeyCreate(BaseModel):
         max_length=1,
         description='["admin"]: the key may call /api/admin/. Only an administrator signed in '
         "with a login token may ask for it.",
+    )
+    collection_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1_000,
+        description="Limit the key to these collections of yours: it then retrieves from "
+        "them alone (not your private documents, not the shared ones).",
     )
     # Timezone-aware and in the future; omitted: the key works until revoked.
     expires_at: AwareDatetime | None = None
@@ -38,5 +46,11 @@ class ApiKeyRead(BaseModel):
     scopes: list[str] = Field(default_factory=list)
 
 
-class ApiKeyCreated(ApiKeyRead):
+class ApiKeyScoped(ApiKeyRead):
+    collection_ids: list[int] | None = Field(
+        default=None, description="The collections the key is limited to; null: unrestricted."
+    )
+
+
+class ApiKeyCreated(ApiKeyScoped):
     key: str = Field(description="The key itself. Shown only in this response; store it now.")

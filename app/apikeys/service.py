@@ -19,6 +19,8 @@ from app.apikeys.repository import ApiKeyRepository
 from app.apikeys.schemas import ApiKeyCreate
 from app.auth.models import User
 from app.auth.principal import Principal
+from app.collections.access import CollectionNotFound
+from app.collections.repository import CollectionRepository
 from app.core.db import utcnow
 from app.core.errors import (
     Conflict,
@@ -48,12 +50,17 @@ class ApiKeyService:
         self.max_per_user = max_per_user
 
     async def create(self, user: User, data: ApiKeyCreate) -> tuple[ApiKey, str]:
-        """A new key and its one-time plaintext."""
+        """A new key and its one-time plaintext. With `collection_ids`, each must be a
+        collection the user belongs to (else `CollectionNotFound`)."""
         now = utcnow()
         if data.expires_at is not None and data.expires_at <= now:
             raise InvalidInput("expires_at must be in the future.")
         if data.scopes and not user.is_admin:
             raise PermissionDenied("Only administrators may create keys with the admin scope.")
+        if data.collection_ids is not None:
+            roles = await CollectionRepository(self.keys.session).roles_of(user.id)
+            if any(c not in roles for c in data.collection_ids):
+                raise CollectionNotFound()
         if await self.keys.count_usable(user.id, now) >= self.max_per_user:
             raise TooManyApiKeys()
         # Keeps a user's rows within the limit however often keys are made and revoked.
@@ -67,8 +74,16 @@ class ApiKeyService:
             created_at=now,
             expires_at=data.expires_at,
             scopes=sorted(set(data.scopes)),
+            collection_scoped=data.collection_ids is not None,
         )
-        return await self.keys.add(key), plaintext
+        key = await self.keys.add(key)
+        if data.collection_ids is not None:
+            await self.keys.add_scope(key.id, data.collection_ids)
+        return key, plaintext
+
+    async def scopes(self, keys: Sequence[ApiKey]) -> dict[int, list[int]]:
+        """The collections of each collection-scoped key among `keys`."""
+        return await self.keys.scopes([k.id for k in keys if k.collection_scoped])
 
     async def list(self, user: User) -> Sequence[ApiKey]:
         return await self.keys.list_unrevoked(user.id)
@@ -101,8 +116,15 @@ async def authenticate_api_key(
             raise NotAuthenticated("This API key has expired.")
         if not user.is_active:
             raise NotAuthenticated("The account no longer exists or is disabled.")
+        scope = (
+            frozenset((await keys.scopes([key.id])).get(key.id, ()))
+            if key.collection_scoped
+            else None
+        )
         not_since = now - touch_interval
         if key.last_used_at is None or key.last_used_at <= not_since:
             await keys.touch(key.id, now, not_since)
             await session.commit()
-    return Principal(user=user, key_id=key.id, scopes=frozenset(key.scopes or ()))
+    return Principal(
+        user=user, key_id=key.id, collection_ids=scope, scopes=frozenset(key.scopes or ())
+    )

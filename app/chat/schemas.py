@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +18,13 @@ class ChatRequest(BaseModel):
         le=MAX_ID,
         description="Your conversation to continue; by default the most recently active one "
         "(a new one if you have none).",
+    )
+    collection_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1_000,
+        description="Answer from these collections' documents alone (each one you belong to); "
+        "by default from everything you can see: your documents, your collections', shared.",
     )
 
 

@@ -24,7 +24,7 @@ from app.conversations.service import ConversationNotFound, shorten_title
 from app.core.db import utcnow
 from app.core.errors import InvalidInput, UpstreamError
 from app.rag.pipeline import RagPipeline, StreamedAnswer
-from app.rag.protocols import Answer, ChatTurn, Source, TokenUsage
+from app.rag.protocols import Answer, ChatTurn, Source, TokenUsage, Visibility
 from app.usage.meter import TurnMeter, UsageMeter, released_on_error
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class ChatService:
         conversation_id: int | None = None,
         conversation_ref: str | None = None,
         memory: Sequence[ChatTurn] | None = None,
+        visibility: Visibility,
         usage_path: str = "chat",
     ) -> TurnResult:
         """Answer `message` in a conversation; `memory`, when given, replaces the stored turns
@@ -109,7 +110,7 @@ class ChatService:
         turn = await self._begin_turn(user.id, text, conversation_id, conversation_ref, memory)
         async with released_on_error(meter):
             answer = await self.pipeline.answer(
-                text, user_id=user.id, memory=turn.memory, meter=meter
+                text, visibility=visibility, memory=turn.memory, meter=meter
             )
         usage = await meter.settle(answer.text) if meter else None
         message_id = await self.store_bot_answer(
@@ -125,6 +126,7 @@ class ChatService:
         conversation_id: int | None = None,
         conversation_ref: str | None = None,
         memory: Sequence[ChatTurn] | None = None,
+        visibility: Visibility,
         usage_path: str = "stream",
     ) -> StreamedReply:
         """Store the question and retrieve; the answer is generated as the reply is read."""
@@ -133,7 +135,7 @@ class ChatService:
         turn = await self._begin_turn(user.id, text, conversation_id, conversation_ref, memory)
         async with released_on_error(meter):
             streamed = await self.pipeline.stream_answer(
-                text, user_id=user.id, memory=turn.memory, meter=meter
+                text, visibility=visibility, memory=turn.memory, meter=meter
             )
         return StreamedReply(self, user.id, turn.conversation_id, streamed, meter=meter)
 

@@ -205,6 +205,10 @@ class Settings(BaseSettings):
     # Per-user quotas on private documents.
     user_max_documents: int = Field(default=1_000, ge=1)
     user_max_chunks: int = Field(default=200_000, ge=1)
+    # Collections (team knowledge bases): how many one user may belong to (it bounds every
+    # retrieval filter's list of collection ids), and members per collection.
+    collection_max_per_user: int = Field(default=100, ge=1)
+    collection_max_members: int = Field(default=500, ge=1)
 
     # HTTP edge: path prefix behind a proxy, API docs, CORS for browser front ends
     root_path: str = ""

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.documents.models import Document, DocumentStatus
-from app.rag.protocols import ChunkRecord, ScoredChunk, Vector, VectorStore
+from app.rag.protocols import ChunkRecord, ScoredChunk, Vector, VectorStore, Visibility
 
 
 class LiveDocumentsStore:
@@ -19,8 +19,10 @@ class LiveDocumentsStore:
         self.inner = inner
         self._sessions = sessions
 
-    async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
-        chunks = await self.inner.query(vector, top_k=top_k, user_id=user_id)
+    async def query(
+        self, vector: Vector, *, top_k: int, visibility: Visibility
+    ) -> list[ScoredChunk]:
+        chunks = await self.inner.query(vector, top_k=top_k, visibility=visibility)
         if not chunks:
             return chunks
         async with self._sessions() as session:

@@ -18,7 +18,9 @@ class DocumentStatus:
 
 
 class Document(Base):
-    """A knowledge-base document. Private to `owner_id` unless `shared`.
+    """A knowledge-base document: private to `owner_id`, or in the collection `collection_id`
+    (then `owner_id` is only who uploaded it, None once that account is deleted), or `shared`
+    by an administrator (visible to every user). Its kind never changes.
 
     The extracted text is kept so that interrupted ingestion can resume after a restart and
     the document can be re-indexed into another vector store.
@@ -26,15 +28,24 @@ class Document(Base):
 
     __tablename__ = "documents"
     __table_args__ = (
-        # The same content is one document per owner, and one among the shared documents:
-        # enforced here, since concurrent identical uploads all pass a check-then-insert.
+        # The same content is one document per owner, per collection, and one among the
+        # shared documents: enforced here, since concurrent identical uploads all pass a
+        # check-then-insert.
         Index(
             "uq_documents_private_content",
             "owner_id",
             "content_hash",
             unique=True,
-            sqlite_where=text("NOT shared"),
-            postgresql_where=text("NOT shared"),
+            sqlite_where=text("NOT shared AND collection_id IS NULL"),
+            postgresql_where=text("NOT shared AND collection_id IS NULL"),
+        ),
+        Index(
+            "uq_documents_collection_content",
+            "collection_id",
+            "content_hash",
+            unique=True,
+            sqlite_where=text("collection_id IS NOT NULL"),
+            postgresql_where=text("collection_id IS NOT NULL"),
         ),
         Index(
             "uq_documents_shared_content",
@@ -51,6 +62,10 @@ class Document(Base):
         ForeignKey("users.id", ondelete="CASCADE"), default=None
     )
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The database drops a collection's rows with it; the service deletes vectors first.
+    collection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), default=None, index=True
+    )
     title: Mapped[str] = mapped_column(String(300))
     filename: Mapped[str | None] = mapped_column(String(300), default=None)
     content_type: Mapped[str] = mapped_column(String(100))
@@ -66,6 +81,12 @@ class Document(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def private_owner(self) -> int | None:
+        """The user whose private document this is, None for shared and collection ones
+        (what `ChunkRecord.owner_id` carries)."""
+        return None if self.shared or self.collection_id is not None else self.owner_id
 
 
 def chunk_id(document_id: int, ordinal: int) -> str:

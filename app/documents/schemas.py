@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from app.core.db import MAX_ID
 from app.core.validation import StorableStr
 
 Title = Annotated[
@@ -16,6 +17,12 @@ class DocumentCreate(BaseModel):
     title: Title
     content: StorableStr = Field(min_length=1)
     shared: bool = Field(default=False, description="Visible to every user (admins only)")
+    collection_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ID,
+        description="Add it to this collection (editors and owners) instead of privately.",
+    )
 
     @field_validator("content")
     @classmethod
@@ -33,6 +40,7 @@ class DocumentRead(BaseModel):
     status: Literal["processing", "ready", "failed", "deleting"]
     chunks: int
     shared: bool
+    collection_id: int | None = None
     filename: str | None
     content_type: str
     error: str | None = None

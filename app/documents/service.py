@@ -38,7 +38,7 @@ from app.documents.chunking import chunk_text, embedding_text, markdown_headings
 from app.documents.formats import ExtractionLimits, is_sectioned
 from app.documents.models import Document, DocumentStatus, chunk_id
 from app.documents.repository import DocumentRepository
-from app.rag.protocols import ChunkRecord, Embedder, VectorStore
+from app.rag.protocols import ChunkRecord, Embedder, VectorStore, Visibility
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class NewDocument:
     content_type: str = "text/plain"
     filename: str | None = None
     shared: bool = False
+    collection_id: int | None = None  # the caller's role in it is checked by the route
 
 
 Progress = Callable[[int], None]
@@ -155,7 +156,10 @@ class DocumentService:
         digest = content_hash(new.content)
         async with self.sessions() as session:
             existing = await DocumentRepository(session).find_duplicate(
-                owner_id=owner_id, shared=new.shared, content_hash=digest
+                owner_id=owner_id,
+                shared=new.shared,
+                content_hash=digest,
+                collection_id=new.collection_id,
             )
         if existing is not None and existing.status not in (
             DocumentStatus.FAILED,
@@ -173,7 +177,10 @@ class DocumentService:
         except IntegrityError:  # a concurrent identical upload won the unique index
             async with self.sessions() as session:
                 winner = await DocumentRepository(session).find_duplicate(
-                    owner_id=owner_id, shared=new.shared, content_hash=digest
+                    owner_id=owner_id,
+                    shared=new.shared,
+                    content_hash=digest,
+                    collection_id=new.collection_id,
                 )
             if winner is None:
                 raise
@@ -194,7 +201,10 @@ class DocumentService:
         async with self.sessions.begin() as session:
             repo = DocumentRepository(session)
             existing = await repo.find_duplicate(
-                owner_id=owner_id, shared=new.shared, content_hash=digest
+                owner_id=owner_id,
+                shared=new.shared,
+                content_hash=digest,
+                collection_id=new.collection_id,
             )
             if existing is not None and existing.status == DocumentStatus.FAILED:
                 existing.status, existing.error, existing.chunks = (
@@ -212,7 +222,8 @@ class DocumentService:
             document = await repo.add(
                 Document(
                     owner_id=owner_id,
-                    shared=new.shared,
+                    shared=new.shared and new.collection_id is None,
+                    collection_id=new.collection_id,
                     title=new.title,
                     filename=new.filename,
                     content_type=new.content_type,
@@ -309,7 +320,7 @@ class DocumentService:
         Before every batch it records progress and checks that the document is still
         wanted and still ours; a deleted document's vectors written so far are removed.
         """
-        owner = None if document.shared else document.owner_id
+        owner = document.private_owner
         # Titled chunks: embedded and indexed under the title and section heading; the stored
         # text stays the chunk. Applies to what is ingested from now on (re-ingest to refresh).
         headings = (
@@ -334,6 +345,7 @@ class DocumentService:
                                 id=chunk_id(document.id, start + i),
                                 document_id=document.id,
                                 owner_id=owner,
+                                collection_id=document.collection_id,
                                 title=source_title(document.title, headings[start + i]),
                                 text=text,
                                 vector=vectors[i],
@@ -485,19 +497,20 @@ class DocumentService:
         while self._tasks:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
-    async def visible_to(self, user_id: int) -> Sequence[Document]:
-        """The user's own documents and the shared ones."""
+    async def visible_to(self, visibility: Visibility) -> Sequence[Document]:
+        """The documents `visibility` admits (private, collections', shared), oldest first."""
         async with self.sessions() as session:
-            return await DocumentRepository(session).visible_to(user_id)
+            return await DocumentRepository(session).visible_to(visibility)
 
-    async def get_visible(self, document_id: int, user_id: int) -> Document:
-        """The document if the user may see it; NotFound otherwise (existence is not revealed)."""
+    async def get_visible(self, document_id: int, visibility: Visibility) -> Document:
+        """The document if `visibility` admits it; NotFound otherwise (existence is not
+        revealed)."""
         async with self.sessions() as session:
             document = await DocumentRepository(session).get(document_id)
         if (
             document is None
             or document.status == DocumentStatus.DELETING
-            or not (document.shared or document.owner_id == user_id)
+            or not visibility.admits(document.private_owner, document.collection_id)
         ):
             raise NotFound("Document not found.")
         return document
@@ -509,16 +522,41 @@ class DocumentService:
 
     async def mark_owner_removal(self, session: AsyncSession, owner_id: int) -> list[int]:
         """Inside the caller's transaction: the owner's private documents become `deleting`,
-        and the shared ones it added stay in the shared knowledge base with no owner.
-        Returns the ids to purge once that is committed."""
+        the shared ones it added stay in the shared knowledge base with no owner, and the ones
+        it uploaded to collections stay with their collection (the collections it alone owned
+        are removed first, by `app.collections`). Returns the ids to purge once that is
+        committed."""
         await session.execute(
             update(Document)
-            .where(Document.owner_id == owner_id, Document.shared.is_(True))
+            .where(
+                Document.owner_id == owner_id,
+                or_(Document.shared.is_(True), Document.collection_id.is_not(None)),
+            )
             .values(owner_id=None)
         )
         ids = list(
             (
                 await session.execute(select(Document.id).where(Document.owner_id == owner_id))
+            ).scalars()
+        )
+        if ids:
+            await session.execute(
+                update(Document).where(Document.id.in_(ids)).values(status=DocumentStatus.DELETING)
+            )
+        return ids
+
+    async def mark_collection_removal(
+        self, session: AsyncSession, collection_ids: Sequence[int]
+    ) -> list[int]:
+        """Inside the caller's transaction: every document of these collections becomes
+        `deleting`. Returns the ids to purge once that is committed."""
+        if not collection_ids:
+            return []
+        ids = list(
+            (
+                await session.execute(
+                    select(Document.id).where(Document.collection_id.in_(list(collection_ids)))
+                )
             ).scalars()
         )
         if ids:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from app.auth.principal import Principal
 from app.chat.schemas import SourceRead
 from app.chat.service import ChatService, StreamedReply
+from app.collections.access import CollectionAccess
 from app.core.errors import UpstreamError
 from app.openai_compat.errors import InvalidRequest, ModelNotFound, stream_error_event
 from app.openai_compat.schemas import (
@@ -28,10 +29,13 @@ from app.openai_compat.schemas import (
     Usage,
 )
 from app.rag.pipeline import RagPipeline
-from app.rag.protocols import ChatTurn, Source, TokenUsage
+from app.rag.protocols import ChatTurn, Source, TokenUsage, Visibility
 from app.rag.text import count_tokens
 
 RAG_MODEL = "rag"
+# One model per collection the caller belongs to: `rag:<collection id>` answers from that
+# collection alone, so a chat front end's model picker picks the knowledge base.
+COLLECTION_MODEL_PREFIX = "rag:"
 _MEMORY_ROLES = {"user": "user", "assistant": "assistant"}
 # Conversation.client_ref holds 200 characters; longer `user` values are hashed.
 _MAX_REF_CHARS = 200
@@ -42,6 +46,25 @@ class ParsedRequest:
     question: str
     memory: list[ChatTurn]
     prompt_tokens: int
+    visibility: Visibility
+
+
+def collection_model(collection_id: int) -> str:
+    return f"{COLLECTION_MODEL_PREFIX}{collection_id}"
+
+
+def model_visibility(model: str, access: CollectionAccess) -> Visibility:
+    """What a model answers from: `rag` everything the caller can see, `rag:<id>` one of
+    their collections alone; `ModelNotFound` for anything else (a collection they do not
+    belong to included, so the ids of others' collections cannot be probed)."""
+    if model == RAG_MODEL:
+        return access.visibility()
+    suffix = model.removeprefix(COLLECTION_MODEL_PREFIX)
+    if suffix != model and suffix.isascii() and suffix.isdigit():
+        collection_id = int(suffix)
+        if collection_id in access.roles:
+            return access.visibility([collection_id])
+    raise ModelNotFound(model)
 
 
 def _text_of(message: ChatMessageIn, index: int) -> str:
@@ -87,15 +110,16 @@ class CompletionService:
         max_messages: int,
         max_request_chars: int,
         max_message_chars: int,
+        access: CollectionAccess,
     ) -> None:
         self.chat = chat
+        self.access = access
         self.max_messages = max_messages
         self.max_request_chars = max_request_chars
         self.max_message_chars = max_message_chars
 
     def parse(self, request: ChatCompletionRequest) -> ParsedRequest:
-        if request.model != RAG_MODEL:
-            raise ModelNotFound(request.model)
+        visibility = model_visibility(request.model, self.access)
         messages = request.messages
         if len(messages) > self.max_messages:
             raise InvalidRequest(
@@ -128,7 +152,7 @@ class CompletionService:
             for i, m in enumerate(messages[:last_user])
             if m.role in _MEMORY_ROLES and texts[i].strip()
         ]
-        return ParsedRequest(question, memory, sum(count_tokens(t) for t in texts))
+        return ParsedRequest(question, memory, sum(count_tokens(t) for t in texts), visibility)
 
     def _chat_for(self, request: ChatCompletionRequest) -> ChatService:
         """The chat service, with the request's temperature and token limit when it sets them
@@ -156,6 +180,7 @@ class CompletionService:
             parsed.question,
             conversation_ref=conversation_ref(caller, request.user),
             memory=parsed.memory,
+            visibility=parsed.visibility,
             usage_path="v1",
         )
         text = result.answer.text
@@ -178,6 +203,7 @@ class CompletionService:
             parsed.question,
             conversation_ref=conversation_ref(caller, request.user),
             memory=parsed.memory,
+            visibility=parsed.visibility,
             usage_path="v1",
         )
         include_usage = bool(request.stream_options and request.stream_options.include_usage)

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.rag.lexical import LexicalHit, LexicalIndex
-from app.rag.protocols import ChunkRecord, ScoredChunk, Vector, VectorStore
+from app.rag.protocols import ChunkRecord, ScoredChunk, Vector, VectorStore, Visibility
 
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
 
@@ -160,26 +160,28 @@ class HybridStore:
         removed = await self.dense.remove_orphans()
         return removed + await self.lexical.remove_orphans()
 
-    async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
+    async def query(
+        self, vector: Vector, *, top_k: int, visibility: Visibility
+    ) -> list[ScoredChunk]:
         """Dense only: callers that have no question text."""
-        return await self.dense.query(vector, top_k=top_k, user_id=user_id)
+        return await self.dense.query(vector, top_k=top_k, visibility=visibility)
 
     async def search(
-        self, question: str, vector: Vector, *, top_k: int, user_id: int
+        self, question: str, vector: Vector, *, top_k: int, visibility: Visibility
     ) -> list[ScoredChunk]:
         cfg = self.config
         depth = max(top_k, cfg.candidates)
         if cfg.mode == "dense":
-            dense = await self.dense.query(vector, top_k=depth, user_id=user_id)
+            dense = await self.dense.query(vector, top_k=depth, visibility=visibility)
             return dedupe_overlapping(dense)[:top_k]
         if cfg.mode == "lexical":
-            hits = await self.lexical.search(question, top_k=depth, user_id=user_id)
+            hits = await self.lexical.search(question, top_k=depth, visibility=visibility)
             return fuse([], hits, config=cfg, similarities=await self._similar(vector, hits))[
                 :top_k
             ]
         dense, hits = await asyncio.gather(
-            self.dense.query(vector, top_k=depth, user_id=user_id),
-            self.lexical.search(question, top_k=depth, user_id=user_id),
+            self.dense.query(vector, top_k=depth, visibility=visibility),
+            self.lexical.search(question, top_k=depth, visibility=visibility),
         )
         found = {chunk.id for chunk in dense}
         missed = [hit for hit in hits if hit.id not in found]

@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
-from app.rag.protocols import ChunkRecord
+from app.rag.protocols import ChunkRecord, Visibility
 
 TABLE: Final = "lexical_chunks"
 FTS_TABLE: Final = "lexical_chunks_fts"
@@ -62,7 +62,8 @@ UPSERT_BATCH: Final = 500
 
 
 class LexicalChunk(Base):
-    """A chunk as the lexical index sees it. `owner_id` NULL means shared, as in ChunkRecord."""
+    """A chunk as the lexical index sees it: private to `owner_id`, in the collection
+    `collection_id`, or shared (both NULL), as in ChunkRecord."""
 
     __tablename__ = TABLE
 
@@ -73,6 +74,7 @@ class LexicalChunk(Base):
         ForeignKey("documents.id", ondelete="CASCADE"), index=True
     )
     owner_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    collection_id: Mapped[int | None] = mapped_column(Integer, default=None)
     title: Mapped[str] = mapped_column(String(500))
     heading: Mapped[str] = mapped_column(String(500), default="")
     text: Mapped[str] = mapped_column(Text)
@@ -177,6 +179,24 @@ class LexicalHit:
 _documents = table("documents", column("id", Integer), column("status", String))
 
 
+def visibility_sql(visibility: Visibility) -> tuple[str, dict[str, Any]]:
+    """The visibility rule as a WHERE clause over the chunk alias `c`, with its parameters
+    (collection ids bound one by one: both drivers expand them, and the count is bounded by
+    the caller's memberships)."""
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if visibility.owner_id is not None:
+        clauses.append("(c.owner_id = :owner_id AND c.collection_id IS NULL)")
+        params["owner_id"] = visibility.owner_id
+    if visibility.collection_ids:
+        names = [f"c{i}" for i in range(len(visibility.collection_ids))]
+        clauses.append(f"c.collection_id IN ({', '.join(':' + n for n in names)})")
+        params.update(zip(names, sorted(visibility.collection_ids), strict=True))
+    if visibility.include_shared:
+        clauses.append("(c.owner_id IS NULL AND c.collection_id IS NULL)")
+    return " OR ".join(clauses) or "1 = 0", params
+
+
 class LexicalIndex:
     """Writes chunks to the lexical index and searches it with the visibility rule inside."""
 
@@ -206,6 +226,7 @@ class LexicalIndex:
                             "chunk_id": r.id,
                             "document_id": r.document_id,
                             "owner_id": r.owner_id,
+                            "collection_id": r.collection_id,
                             "title": r.title,
                             "heading": r.heading,
                             "text": r.text,
@@ -233,17 +254,20 @@ class LexicalIndex:
             )
         return int(getattr(result, "rowcount", 0))
 
-    async def search(self, question: str, *, top_k: int, user_id: int) -> list[LexicalHit]:
-        """The `top_k` best term matches among the user's own and the shared documents that
-        are not being deleted, best first; [] when the question has no content term."""
+    async def search(
+        self, question: str, *, top_k: int, visibility: Visibility
+    ) -> list[LexicalHit]:
+        """The `top_k` best term matches among the documents `visibility` admits that are not
+        being deleted, best first; [] when the question has no content term."""
         terms = query_terms(question)
-        if not terms or top_k <= 0:
+        if not terms or top_k <= 0 or visibility.nothing:
             return []
+        where, params = visibility_sql(visibility)
         async with self._sessions() as session:
             if self._dialect_of(session) == "postgresql":
-                rows = await self._search_postgresql(session, terms, top_k, user_id)
+                rows = await self._search_postgresql(session, terms, top_k, where, params)
             else:
-                rows = await self._search_sqlite(session, terms, top_k, user_id)
+                rows = await self._search_sqlite(session, terms, top_k, where, params)
         return [
             LexicalHit(
                 id=row.chunk_id,
@@ -257,7 +281,7 @@ class LexicalIndex:
 
     @staticmethod
     async def _search_sqlite(
-        session: AsyncSession, terms: list[str], top_k: int, user_id: int
+        session: AsyncSession, terms: list[str], top_k: int, where: str, params: dict[str, Any]
     ) -> Sequence[Any]:
         # bm25() is lower for better matches; negated so that higher is better everywhere.
         statement = text(
@@ -265,15 +289,15 @@ class LexicalIndex:
             f"-bm25({FTS_TABLE}, :wt, :wh, :wx) AS score "
             f"FROM {FTS_TABLE} JOIN {TABLE} c ON c.id = {FTS_TABLE}.rowid "
             "JOIN documents d ON d.id = c.document_id "
-            f"WHERE {FTS_TABLE} MATCH :query AND (c.owner_id = :user_id OR c.owner_id IS NULL) "
+            f"WHERE {FTS_TABLE} MATCH :query AND ({where}) "
             "AND d.status != :deleting "
             f"ORDER BY bm25({FTS_TABLE}, :wt, :wh, :wx) LIMIT :top_k"
         )
         result = await session.execute(
             statement,
             {
+                **params,
                 "query": fts5_query(terms),
-                "user_id": user_id,
                 "deleting": DELETING_STATUS,
                 "top_k": top_k,
                 "wt": TITLE_WEIGHT,
@@ -285,7 +309,7 @@ class LexicalIndex:
 
     @staticmethod
     async def _search_postgresql(
-        session: AsyncSession, terms: list[str], top_k: int, user_id: int
+        session: AsyncSession, terms: list[str], top_k: int, where: str, params: dict[str, Any]
     ) -> Sequence[Any]:
         # One plainto_tsquery per term, OR-ed: any term may match, and each term's own
         # punctuation (`work_mem`) is parsed the way the indexed text was.
@@ -299,12 +323,12 @@ class LexicalIndex:
             f"FROM (SELECT ({query}) AS query) q, {TABLE} c "
             "JOIN documents d ON d.id = c.document_id "
             f"WHERE c.{PG_COLUMN} @@ q.query "
-            "AND (c.owner_id = :user_id OR c.owner_id IS NULL) AND d.status != :deleting "
+            f"AND ({where}) AND d.status != :deleting "
             "ORDER BY score DESC, c.id LIMIT :top_k"
         )
-        params: dict[str, Any] = dict(zip(names, terms, strict=True))
-        params.update(user_id=user_id, deleting=DELETING_STATUS, top_k=top_k)
-        return (await session.execute(statement, params)).all()
+        bound: dict[str, Any] = dict(zip(names, terms, strict=True))
+        bound.update(params, deleting=DELETING_STATUS, top_k=top_k)
+        return (await session.execute(statement, bound)).all()
 
     async def count(self) -> int:
         async with self._sessions() as session:

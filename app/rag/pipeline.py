@@ -21,6 +21,7 @@ from app.rag.protocols import (
     Source,
     TokenMeter,
     VectorStore,
+    Visibility,
     search_store,
 )
 
@@ -75,19 +76,21 @@ class RagPipeline:
             else RuleCondenser()
         )
 
-    async def retrieve(self, question: str, *, user_id: int) -> list[ScoredChunk]:
+    async def retrieve(self, question: str, *, visibility: Visibility) -> list[ScoredChunk]:
         """The relevant chunks for `question`, best first (those above the score threshold)."""
         vectors = await self.embedder.embed([question])
         matches = await search_store(
-            self.store, question, vectors[0], top_k=self.config.top_k, user_id=user_id
+            self.store, question, vectors[0], top_k=self.config.top_k, visibility=visibility
         )
         return [m for m in matches if m.score >= self.config.min_score]
 
-    async def retrieve_fused(self, queries: Sequence[str], *, user_id: int) -> list[ScoredChunk]:
+    async def retrieve_fused(
+        self, queries: Sequence[str], *, visibility: Visibility
+    ) -> list[ScoredChunk]:
         """The `top_k` chunks of several queries' rankings fused, best first; each chunk keeps
         its best cosine score, which must pass the threshold."""
         if len(queries) == 1:
-            return await self.retrieve(queries[0], user_id=user_id)
+            return await self.retrieve(queries[0], visibility=visibility)
         cfg = self.config
         vectors = await self.embedder.embed(list(queries))
         # A deeper pool than top_k, so a chunk ranked 4th by both queries can still win.
@@ -97,7 +100,7 @@ class RagPipeline:
         for n, vector in enumerate(vectors):
             weight = QUERY_WEIGHT_DECAY**n
             matches = await search_store(
-                self.store, queries[n], vector, top_k=depth, user_id=user_id
+                self.store, queries[n], vector, top_k=depth, visibility=visibility
             )
             for rank, match in enumerate(matches):
                 if match.score < cfg.min_score:
@@ -109,12 +112,12 @@ class RagPipeline:
         return [best[chunk_id] for chunk_id in order[: cfg.top_k]]
 
     async def retrieve_with_memory(
-        self, question: str, *, user_id: int, memory: Sequence[ChatTurn] = ()
+        self, question: str, *, visibility: Visibility, memory: Sequence[ChatTurn] = ()
     ) -> list[ScoredChunk]:
         """Retrieval for a turn of a conversation: the follow-up is made standalone first."""
         turns = clean_memory(memory)
         queries = await self.condenser.queries(question, turns) if turns else [question]
-        return await self.retrieve_fused(queries, user_id=user_id)
+        return await self.retrieve_fused(queries, visibility=visibility)
 
     def build_request(
         self, question: str, relevant: list[ScoredChunk], memory: Sequence[ChatTurn] = ()
@@ -163,14 +166,16 @@ class RagPipeline:
         self,
         question: str,
         *,
-        user_id: int,
+        visibility: Visibility,
         memory: Sequence[ChatTurn] = (),
         meter: TokenMeter | None = None,
     ) -> StreamedAnswer:
         """Retrieve now (errors surface here), then generate as the deltas are consumed."""
         metrics.CHAT_TURNS.labels(mode="stream").inc()
         with metrics.retrieval(self.store):
-            relevant = await self.retrieve_with_memory(question, user_id=user_id, memory=memory)
+            relevant = await self.retrieve_with_memory(
+                question, visibility=visibility, memory=memory
+            )
         request = self.build_request(question, relevant, memory)
         if request is None:
             return StreamedAnswer(_single(prompts.NO_RELEVANT_DOCUMENTS), [], grounded=False)
@@ -185,14 +190,16 @@ class RagPipeline:
         self,
         question: str,
         *,
-        user_id: int,
+        visibility: Visibility,
         memory: Sequence[ChatTurn] = (),
         meter: TokenMeter | None = None,
     ) -> Answer:
         """Answer `question`; `memory` is the conversation so far (roles "user"/"assistant")."""
         metrics.CHAT_TURNS.labels(mode="answer").inc()
         with metrics.retrieval(self.store):
-            relevant = await self.retrieve_with_memory(question, user_id=user_id, memory=memory)
+            relevant = await self.retrieve_with_memory(
+                question, visibility=visibility, memory=memory
+            )
         request = self.build_request(question, relevant, memory)
         if request is None:
             return Answer(text=prompts.NO_RELEVANT_DOCUMENTS, sources=[], grounded=False)

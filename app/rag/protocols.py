@@ -6,7 +6,7 @@ Backends implement these Protocols; the pipeline knows nothing else. Backends ra
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -22,12 +22,55 @@ Priority = Literal["query", "bulk"]
 
 
 @dataclass(frozen=True, slots=True)
+class Visibility:
+    """What one caller's retrieval may see, computed per request (never cached in a token):
+
+    * `owner_id`: the user whose private documents are visible (None: no private documents);
+    * `collection_ids`: the collections whose documents are visible;
+    * `include_shared`: whether the admin-shared documents are visible.
+
+    Every store applies it inside its query (the local store's blocks, Pinecone's metadata
+    filter, the lexical index's WHERE clause), never by filtering results afterwards.
+    """
+
+    owner_id: int | None = None
+    collection_ids: frozenset[int] = frozenset()
+    include_shared: bool = False
+
+    @classmethod
+    def of_user(cls, user_id: int, collection_ids: Iterable[int] = ()) -> Visibility:
+        """Everything a user may see: their private documents, their collections', shared."""
+        return cls(owner_id=user_id, collection_ids=frozenset(collection_ids), include_shared=True)
+
+    @classmethod
+    def of_collections(cls, collection_ids: Iterable[int]) -> Visibility:
+        """The documents of these collections alone (no private, no shared documents)."""
+        return cls(collection_ids=frozenset(collection_ids))
+
+    @property
+    def nothing(self) -> bool:
+        """True when no document can match: stores answer [] without a query."""
+        return self.owner_id is None and not self.collection_ids and not self.include_shared
+
+    def admits(self, owner_id: int | None, collection_id: int | None) -> bool:
+        """The rule itself, for one chunk's `ChunkRecord.owner_id` and `collection_id`."""
+        if collection_id is not None:
+            return collection_id in self.collection_ids
+        if owner_id is None:
+            return self.include_shared
+        return owner_id == self.owner_id
+
+
+@dataclass(frozen=True, slots=True)
 class ChunkRecord:
     """A chunk of a document with its embedding, as stored in a vector store.
 
-    `owner_id` is the user the document belongs to, or None for a shared document that every
-    user's questions may retrieve. `text` is the chunk as shown to users; `heading` is the
-    section it belongs to (markdown), indexed with the title but not part of `text`.
+    Exactly one of three kinds: private (`owner_id` set: the user the document belongs to),
+    in a collection (`collection_id` set, `owner_id` None: visible to the collection's members
+    whoever uploaded it), or shared (both None: every user's questions may retrieve it). A
+    document's kind is fixed for its life, so membership changes never touch a vector.
+    `text` is the chunk as shown to users; `heading` is the section it belongs to (markdown),
+    indexed with the title but not part of `text`.
     """
 
     id: str
@@ -37,6 +80,7 @@ class ChunkRecord:
     text: str
     vector: Vector
     heading: str = ""
+    collection_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +171,10 @@ class VectorStore(Protocol):
         """Insert or replace records by id (batched by the backend)."""
         ...
 
-    async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
-        """The `top_k` closest chunks among the user's own and the shared documents, best first.
+    async def query(
+        self, vector: Vector, *, top_k: int, visibility: Visibility
+    ) -> list[ScoredChunk]:
+        """The `top_k` closest chunks among the documents `visibility` admits, best first.
 
         The visibility rule is applied inside the store's query (metadata filter), never after.
         """
@@ -156,19 +202,21 @@ class TextSearch(Protocol):
     """A store that also ranks by the question's words (app.rag.hybrid.HybridStore)."""
 
     async def search(
-        self, question: str, vector: Vector, *, top_k: int, user_id: int
+        self, question: str, vector: Vector, *, top_k: int, visibility: Visibility
     ) -> list[ScoredChunk]:
         """Like `VectorStore.query`, with the question's text beside its vector."""
         ...
 
 
 async def search_store(
-    store: VectorStore, question: str, vector: Vector, *, top_k: int, user_id: int
+    store: VectorStore, question: str, vector: Vector, *, top_k: int, visibility: Visibility
 ) -> list[ScoredChunk]:
     """The pipeline's retrieval call: by text and vector when the store can, else by vector."""
+    if visibility.nothing:
+        return []
     if isinstance(store, TextSearch):
-        return await store.search(question, vector, top_k=top_k, user_id=user_id)
-    return await store.query(vector, top_k=top_k, user_id=user_id)
+        return await store.search(question, vector, top_k=top_k, visibility=visibility)
+    return await store.query(vector, top_k=top_k, visibility=visibility)
 
 
 class Generator(Protocol):

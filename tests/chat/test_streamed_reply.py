@@ -18,7 +18,14 @@ from app.chat.models import ChatMessage
 from app.chat.service import ChatService
 from app.core.errors import UpstreamError, UpstreamTimeout
 from app.rag.pipeline import PipelineConfig, RagPipeline
-from app.rag.protocols import ChunkRecord, GenerationRequest, Matrix, ScoredChunk, Vector
+from app.rag.protocols import (
+    ChunkRecord,
+    GenerationRequest,
+    Matrix,
+    ScoredChunk,
+    Vector,
+    Visibility,
+)
 
 CHUNK = ScoredChunk("c1", 1, "Doc", "A fact.", 0.9)
 
@@ -39,7 +46,9 @@ class OneChunkStore:
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
         raise NotImplementedError
 
-    async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
+    async def query(
+        self, vector: Vector, *, top_k: int, visibility: Visibility
+    ) -> list[ScoredChunk]:
         return [CHUNK]
 
     async def delete(self, ids: Sequence[str]) -> None:
@@ -103,7 +112,7 @@ async def test_paced_then_finish_stores_complete_answer(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     service, user = await _service(sessions, ScriptedStream(["Fact", " one", " [1]"]))
-    reply = await service.stream_reply(user, "question?")
+    reply = await service.stream_reply(user, "question?", visibility=Visibility.of_user(user.id))
 
     deltas = [d async for d in reply.paced(None)]
     result = await reply.finish()
@@ -124,7 +133,7 @@ async def test_paced_silent_upstream_yields_none_between_deltas(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     service, user = await _service(sessions, ScriptedStream(["late"], pause=0.5))
-    reply = await service.stream_reply(user, "question?")
+    reply = await service.stream_reply(user, "question?", visibility=Visibility.of_user(user.id))
 
     items = [d async for d in reply.paced(0.1)]
 
@@ -138,7 +147,7 @@ async def test_paced_consumer_stops_early_cancels_stream_and_stores_interrupted(
 ) -> None:
     generator = ScriptedStream([f" w{n}" for n in range(100)], pause=0.01)
     service, user = await _service(sessions, generator)
-    reply = await service.stream_reply(user, "question?")
+    reply = await service.stream_reply(user, "question?", visibility=Visibility.of_user(user.id))
 
     async with contextlib.aclosing(reply.paced(None)) as items:
         async for item in items:
@@ -158,7 +167,7 @@ async def test_paced_consumer_task_cancelled_stores_interrupted(
 ) -> None:
     generator = ScriptedStream(["first", " never"], pause=0.2)
     service, user = await _service(sessions, generator)
-    reply = await service.stream_reply(user, "question?")
+    reply = await service.stream_reply(user, "question?", visibility=Visibility.of_user(user.id))
     got_first = asyncio.Event()
 
     async def consume() -> None:
@@ -180,7 +189,7 @@ async def test_paced_upstream_failure_raises_and_stores_no_answer(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     service, user = await _service(sessions, ScriptedStream(["partial"], fail=True))
-    reply = await service.stream_reply(user, "question?")
+    reply = await service.stream_reply(user, "question?", visibility=Visibility.of_user(user.id))
 
     with pytest.raises(UpstreamError):
         async for _ in reply.paced(None):
@@ -193,7 +202,7 @@ async def test_events_upstream_failure_ends_with_error_event(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     service, user = await _service(sessions, ScriptedStream(["partial"], fail=True))
-    reply = await service.stream_reply(user, "question?")
+    reply = await service.stream_reply(user, "question?", visibility=Visibility.of_user(user.id))
 
     events = [e async for e in reply.events()]
 

@@ -22,6 +22,7 @@ from app.rag.protocols import (
     Matrix,
     ScoredChunk,
     Vector,
+    Visibility,
 )
 from tests.conftest import new_user
 from tests.conversations.conftest import RemoteFactory
@@ -173,7 +174,9 @@ class RankedStore:
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
         raise NotImplementedError
 
-    async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
+    async def query(
+        self, vector: Vector, *, top_k: int, visibility: Visibility
+    ) -> list[ScoredChunk]:
         ranking = self.rankings[min(self.calls, len(self.rankings) - 1)]
         self.calls += 1
         return ranking[:top_k]
@@ -228,7 +231,9 @@ async def test_answer_long_memory_keeps_newest_turns_within_budget() -> None:
     config = PipelineConfig(memory_tokens=250)
     pipeline = RagPipeline(ConstantEmbedder(), store, generator, config)
 
-    await pipeline.answer("question?", user_id=1, memory=_conversation(10, 100))
+    await pipeline.answer(
+        "question?", visibility=Visibility.of_user(1), memory=_conversation(10, 100)
+    )
 
     sent = generator.requests[-1].messages
     history = [t.content.split()[0] for t in sent[1:-1]]
@@ -242,7 +247,9 @@ async def test_answer_context_fills_window_question_and_context_still_sent() -> 
     config = PipelineConfig(context_tokens=600, max_tokens=200, memory_tokens=5_000)
     pipeline = RagPipeline(ConstantEmbedder(), store, generator, config)
 
-    await pipeline.answer("question?", user_id=1, memory=_conversation(6, 100))
+    await pipeline.answer(
+        "question?", visibility=Visibility.of_user(1), memory=_conversation(6, 100)
+    )
 
     sent = generator.requests[-1].messages
     assert sent[-1].content.endswith("Question: question?")
@@ -257,7 +264,9 @@ async def test_retrieve_with_memory_rules_fuse_followup_with_previous_question()
     pipeline = RagPipeline(ConstantEmbedder(), store, ScriptedGenerator(), PipelineConfig())
     turns = [ChatTurn("user", "How much annual leave do I get?"), ChatTurn("assistant", "25")]
 
-    found = await pipeline.retrieve_with_memory("And those?", user_id=1, memory=turns)
+    found = await pipeline.retrieve_with_memory(
+        "And those?", visibility=Visibility.of_user(1), memory=turns
+    )
 
     assert [c.id for c in found] == ["c2", "c3", "c1"]
     assert found[0].score == 0.6  # each chunk keeps its best cosine score
@@ -270,7 +279,9 @@ async def test_retrieve_with_memory_standalone_question_is_one_query() -> None:
     turns = [ChatTurn("user", "How much annual leave do I get?")]
 
     await pipeline.retrieve_with_memory(
-        "Where is the head office of the company located today?", user_id=1, memory=turns
+        "Where is the head office of the company located today?",
+        visibility=Visibility.of_user(1),
+        memory=turns,
     )
 
     assert store.calls == 1

@@ -7,6 +7,7 @@ from app.auth.models import User
 from app.core.db import utcnow
 from app.documents.models import Document, DocumentStatus
 from app.documents.service import content_hash
+from app.rag.protocols import Visibility
 from tests.conftest import AppFactory, login_headers, signup
 
 CONTENT = "The Brennic ferry leaves the harbour at seven. It returns at noon on weekdays."
@@ -66,6 +67,10 @@ async def test_document_deleted_during_background_ingestion_leaves_no_vectors(
         await state["documents"].wait_idle()
         store = state["store"]
         assert (
-            await store.query((await state["embedder"].embed([CONTENT]))[0], top_k=5, user_id=1)
+            await store.query(
+                (await state["embedder"].embed([CONTENT]))[0],
+                top_k=5,
+                visibility=Visibility.of_user(1),
+            )
             == []
         )

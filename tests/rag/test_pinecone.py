@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from app.core.config import Settings
 from app.core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from app.rag.backends.pinecone import PineconeVectorStore, ensure_index, visibility_filter
-from app.rag.protocols import ChunkRecord
+from app.rag.protocols import ChunkRecord, Visibility
 from tests.fakes.pinecone import FakePinecone, Fault, disable_sdk_retry_backoff
 from tests.fakes.server import serve
 
@@ -102,7 +102,7 @@ async def test_query_after_upsert_returns_closest_chunk_with_its_fields(
         ]
     )
 
-    chunks = await store.query(unit(1, 0.1, 0, 0), top_k=2, user_id=1)
+    chunks = await store.query(unit(1, 0.1, 0, 0), top_k=2, visibility=Visibility.of_user(1))
 
     assert [c.id for c in chunks] == ["a", "c"]
     best = chunks[0]
@@ -149,16 +149,16 @@ async def test_query_other_users_private_chunks_are_never_returned(
     )
     query = unit(1, 0, 0, 0)
 
-    alice = await store.query(query, top_k=10, user_id=1)
-    bob = await store.query(query, top_k=10, user_id=2)
-    carol = await store.query(query, top_k=10, user_id=3)
+    alice = await store.query(query, top_k=10, visibility=Visibility.of_user(1))
+    bob = await store.query(query, top_k=10, visibility=Visibility.of_user(2))
+    carol = await store.query(query, top_k=10, visibility=Visibility.of_user(3))
 
     assert [c.id for c in alice] == ["alice", "shared"]
     assert [c.id for c in bob] == ["bob", "shared"]
     assert [c.id for c in carol] == ["shared"]
     sent = fake.requests_to("/query")[0].body
     assert sent["filter"] == {"$or": [{"owner_id": {"$eq": 1}}, {"shared": {"$eq": True}}]}
-    assert sent["filter"] == visibility_filter(1)
+    assert sent["filter"] == visibility_filter(Visibility.of_user(1))
     assert (sent["topK"], sent["includeMetadata"], sent["namespace"]) == (10, True, NAMESPACE)
 
 
@@ -190,7 +190,7 @@ async def test_delete_removes_records_from_later_queries(
     await store.upsert([record("a", unit(1, 0, 0, 0)), record("b", unit(1, 1, 0, 0))])
 
     await store.delete(["a", "unknown"])
-    chunks = await store.query(unit(1, 0, 0, 0), top_k=5, user_id=1)
+    chunks = await store.query(unit(1, 0, 0, 0), top_k=5, visibility=Visibility.of_user(1))
 
     assert [c.id for c in chunks] == ["b"]
     assert fake.requests_to("/vectors/delete")[0].body == {
@@ -317,7 +317,7 @@ async def test_query_wrong_api_key_raises_upstream_error_502(fake: FakePinecone,
     store = await PineconeVectorStore.open(make_settings(url, pinecone_api_key=SecretStr(wrong)))
     try:
         with pytest.raises(UpstreamError) as caught:
-            await store.query(unit(1, 0, 0, 0), top_k=3, user_id=1)
+            await store.query(unit(1, 0, 0, 0), top_k=3, visibility=Visibility.of_user(1))
     finally:
         await store.aclose()
 
@@ -333,7 +333,9 @@ async def test_query_bad_request_raises_upstream_error_502(
     await store.upsert([record("a", unit(1, 0, 0, 0))])
 
     with pytest.raises(UpstreamError) as caught:
-        await store.query(unit(1, 0, 0), top_k=3, user_id=1)  # the index holds 4 dimensions
+        await store.query(
+            unit(1, 0, 0), top_k=3, visibility=Visibility.of_user(1)
+        )  # the index holds 4 dimensions
 
     assert type(caught.value) is UpstreamError
     assert "400" in caught.value.detail
@@ -346,7 +348,7 @@ async def test_query_server_error_raises_upstream_unavailable_after_sdk_retries(
     fake.inject(Fault(status=status, path="/query"), times=None)
 
     with pytest.raises(UpstreamUnavailable) as caught:
-        await store.query(unit(1, 0, 0, 0), top_k=3, user_id=1)
+        await store.query(unit(1, 0, 0, 0), top_k=3, visibility=Visibility.of_user(1))
 
     assert caught.value.status_code == 503
     assert len(fake.requests_to("/query")) == 4  # the SDK's first attempt and 3 retries
@@ -358,7 +360,7 @@ async def test_query_rate_limited_raises_upstream_unavailable_with_retry_after(
     fake.inject(Fault(status=429, path="/query", headers={"Retry-After": "7"}), times=None)
 
     with pytest.raises(UpstreamUnavailable) as caught:
-        await store.query(unit(1, 0, 0, 0), top_k=3, user_id=1)
+        await store.query(unit(1, 0, 0, 0), top_k=3, visibility=Visibility.of_user(1))
 
     assert caught.value.retry_after == 7
     assert caught.value.headers == {"Retry-After": "7"}
@@ -370,7 +372,7 @@ async def test_query_one_transient_503_is_retried_by_sdk_and_succeeds(
     await store.upsert([record("a", unit(1, 0, 0, 0))])
     fake.inject(Fault(status=503, path="/query"), times=1)
 
-    chunks = await store.query(unit(1, 0, 0, 0), top_k=3, user_id=1)
+    chunks = await store.query(unit(1, 0, 0, 0), top_k=3, visibility=Visibility.of_user(1))
 
     assert [c.id for c in chunks] == ["a"]
     assert len(fake.requests_to("/query")) == 2
@@ -390,7 +392,7 @@ async def test_query_slow_answer_raises_upstream_timeout(fake: FakePinecone, url
     fake.inject(Fault(status=None, delay=5.0, path="/query"), times=None)
     try:
         with pytest.raises(UpstreamTimeout) as caught:
-            await store.query(unit(1, 0, 0, 0), top_k=3, user_id=1)
+            await store.query(unit(1, 0, 0, 0), top_k=3, visibility=Visibility.of_user(1))
     finally:
         await store.aclose()
 
@@ -403,7 +405,7 @@ async def test_query_malformed_json_raises_upstream_error(
     fake.inject(Fault(status=200, body=b'{"matches": [{"id": "a", "sco', path="/query"))
 
     with pytest.raises(UpstreamError) as caught:
-        await store.query(unit(1, 0, 0, 0), top_k=3, user_id=1)
+        await store.query(unit(1, 0, 0, 0), top_k=3, visibility=Visibility.of_user(1))
 
     assert type(caught.value) is UpstreamError
 
@@ -415,7 +417,7 @@ async def test_query_match_without_metadata_raises_upstream_error(
     fake.inject(Fault(status=200, body=body.encode(), path="/query"))
 
     with pytest.raises(UpstreamError) as caught:
-        await store.query(unit(1, 0, 0, 0), top_k=3, user_id=1)
+        await store.query(unit(1, 0, 0, 0), top_k=3, visibility=Visibility.of_user(1))
 
     assert type(caught.value) is UpstreamError
     assert "'a'" in caught.value.detail
@@ -428,7 +430,7 @@ async def test_query_float_document_id_from_pinecone_is_read_as_int(
     body = json.dumps({"matches": [{"id": "a", "score": 0.5, "metadata": metadata}]})
     fake.inject(Fault(status=200, body=body.encode(), path="/query"))
 
-    chunks = await store.query(unit(1, 0, 0, 0), top_k=3, user_id=1)
+    chunks = await store.query(unit(1, 0, 0, 0), top_k=3, visibility=Visibility.of_user(1))
 
     assert chunks[0].document_id == 42
     assert isinstance(chunks[0].document_id, int)
@@ -441,7 +443,7 @@ async def test_error_echoing_api_key_keeps_it_out_of_detail_and_logs(
     fake.inject(Fault(status=400, body=body.encode(), path="/query"))
 
     with caplog.at_level(logging.WARNING), pytest.raises(UpstreamError) as caught:
-        await store.query(unit(1, 0, 0, 0), top_k=3, user_id=1)
+        await store.query(unit(1, 0, 0, 0), top_k=3, visibility=Visibility.of_user(1))
 
     assert API_KEY not in caught.value.detail
     assert "bad key ***" in caplog.text

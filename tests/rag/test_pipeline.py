@@ -15,6 +15,7 @@ from app.rag.protocols import (
     Priority,
     ScoredChunk,
     Vector,
+    Visibility,
 )
 
 
@@ -31,13 +32,15 @@ class OneHotEmbedder:
 class FixedStore:
     def __init__(self, chunks: list[ScoredChunk]) -> None:
         self.chunks = chunks
-        self.queries: list[int] = []
+        self.queries: list[Visibility] = []
 
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
         raise NotImplementedError
 
-    async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
-        self.queries.append(user_id)
+    async def query(
+        self, vector: Vector, *, top_k: int, visibility: Visibility
+    ) -> list[ScoredChunk]:
+        self.queries.append(visibility)
         return self.chunks[:top_k]
 
     async def delete(self, ids: Sequence[str]) -> None:
@@ -77,10 +80,10 @@ async def test_answer_sends_numbered_context_and_returns_sources() -> None:
     generator = RecordingGenerator()
     store = FixedStore([_chunk(1, 0.9), _chunk(2, 0.8)])
     pipeline = RagPipeline(OneHotEmbedder(), store, generator, PipelineConfig(top_k=2))
-    answer = await pipeline.answer("question?", user_id=7)
+    answer = await pipeline.answer("question?", visibility=Visibility.of_user(7))
     assert answer.text == "answer [1]"
     assert [s.chunk_id for s in answer.sources] == ["c1", "c2"]
-    assert store.queries == [7]
+    assert store.queries == [Visibility.of_user(7)]
     user_turn = generator.requests[0].messages[-1].content
     assert "[1] Doc 1" in user_turn
     assert "[2] Doc 2" in user_turn
@@ -92,7 +95,7 @@ async def test_answer_below_threshold_refuses_without_generating() -> None:
     pipeline = RagPipeline(
         OneHotEmbedder(), FixedStore([_chunk(1, 0.1)]), generator, PipelineConfig(min_score=0.3)
     )
-    answer = await pipeline.answer("q", user_id=1)
+    answer = await pipeline.answer("q", visibility=Visibility.of_user(1))
     assert answer.text == prompts.NO_RELEVANT_DOCUMENTS
     assert answer.sources == []
     assert generator.requests == []
@@ -103,7 +106,7 @@ async def test_answer_general_fallback_is_flagged() -> None:
     pipeline = RagPipeline(
         OneHotEmbedder(), FixedStore([]), generator, PipelineConfig(fallback="general")
     )
-    answer = await pipeline.answer("q", user_id=1)
+    answer = await pipeline.answer("q", visibility=Visibility.of_user(1))
     assert answer.text.startswith(prompts.GENERAL_KNOWLEDGE_NOTICE)
     assert not answer.grounded
     assert generator.requests[0].grounded is False
@@ -120,6 +123,8 @@ async def test_answer_context_over_budget_keeps_best_chunk() -> None:
     generator = RecordingGenerator()
     store = FixedStore([_chunk(1, 0.9, 300), _chunk(2, 0.8, 300), _chunk(3, 0.7, 300)])
     config = PipelineConfig(top_k=3, context_tokens=1000, max_tokens=400)
-    answer = await RagPipeline(OneHotEmbedder(), store, generator, config).answer("q", user_id=1)
+    answer = await RagPipeline(OneHotEmbedder(), store, generator, config).answer(
+        "q", visibility=Visibility.of_user(1)
+    )
     assert [s.chunk_id for s in answer.sources] == ["c1"]
     assert generator.requests[0].max_tokens == 400

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.db import utcnow
 from app.documents.models import Document, DocumentStatus
 from app.rag.backends.local import LocalEmbedder, LocalVectorStore
-from app.rag.protocols import ChunkRecord
+from app.rag.protocols import ChunkRecord, Visibility
 from tests.conftest import make_settings
 
 DOCUMENTS = {
@@ -100,7 +100,7 @@ async def test_retrieval_ranks_right_document_first_for_90_percent(
     hits = 0
     for question, expected in QUESTIONS:
         (query,) = await embedder.embed([question])
-        top = await store.query(query, top_k=1, user_id=1)
+        top = await store.query(query, top_k=1, visibility=Visibility.of_user(1))
         hits += top[0].title == expected
     assert hits / len(QUESTIONS) >= 0.9, f"{hits}/{len(QUESTIONS)} ranked first"
 

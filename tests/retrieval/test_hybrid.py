@@ -17,7 +17,7 @@ from app.rag.hybrid import (
     fuse,
 )
 from app.rag.lexical import LexicalHit, LexicalIndex
-from app.rag.protocols import ScoredChunk, search_store
+from app.rag.protocols import ScoredChunk, Visibility, search_store
 from tests.retrieval.conftest import record, unit
 
 
@@ -114,7 +114,9 @@ async def hybrid(sessions: async_sessionmaker[AsyncSession]) -> HybridStore:
 
 async def _search(store: HybridStore, mode: RetrievalMode, top_k: int = 3) -> list[ScoredChunk]:
     store.config = FusionConfig(mode=mode, candidates=3)
-    return await store.search("error E1042", unit(1000), top_k=top_k, user_id=1)
+    return await store.search(
+        "error E1042", unit(1000), top_k=top_k, visibility=Visibility.of_user(1)
+    )
 
 
 async def test_search_hybrid_finds_the_identifier_dense_ranks_low(hybrid: HybridStore) -> None:
@@ -161,6 +163,8 @@ async def test_search_store_without_text_search_queries_by_vector(
     store = LocalVectorStore(sessions)
     await store.upsert([record("a", 1, "alpha"), record("b", 2, "beta")])
 
-    found = await search_store(store, "ignored words", unit(2), top_k=1, user_id=1)
+    found = await search_store(
+        store, "ignored words", unit(2), top_k=1, visibility=Visibility.of_user(1)
+    )
 
     assert [c.id for c in found] == ["b"]

@@ -15,6 +15,7 @@ from app.documents.live import LiveDocumentsStore
 from app.rag.backends.pinecone import PineconeVectorStore
 from app.rag.hybrid import FusionConfig, HybridStore
 from app.rag.lexical import LexicalIndex
+from app.rag.protocols import Visibility
 from tests.fakes.pinecone import FakePinecone, disable_sdk_retry_backoff
 from tests.fakes.server import serve
 from tests.retrieval.conftest import record, unit
@@ -67,28 +68,37 @@ def _towards(base: np.ndarray, seed: int, closeness: float) -> np.ndarray:
 
 
 async def test_search_pinecone_dense_fused_with_our_lexical_hit(hybrid: HybridStore) -> None:
-    found = await hybrid.search("error E1042", unit(1000), top_k=3, user_id=1)
+    found = await hybrid.search(
+        "error E1042", unit(1000), top_k=3, visibility=Visibility.of_user(1)
+    )
 
     ids = [c.id for c in found]
     assert "code" in ids
     assert ids[0].startswith("near")
     # No stored vector to score it: the last dense candidate's cosine bounds it.
-    dense = await hybrid.dense.query(unit(1000), top_k=3, user_id=1)
+    dense = await hybrid.dense.query(unit(1000), top_k=3, visibility=Visibility.of_user(1))
     assert next(c for c in found if c.id == "code").score == pytest.approx(dense[-1].score)
 
 
 async def test_search_pinecone_other_users_chunk_never_returned(hybrid: HybridStore) -> None:
-    found = await hybrid.search("E1042 quota", unit(1000), top_k=10, user_id=1)
+    found = await hybrid.search(
+        "E1042 quota", unit(1000), top_k=10, visibility=Visibility.of_user(1)
+    )
 
     assert "secret" not in {c.id for c in found}
     assert "secret" in {
-        c.id for c in await hybrid.search("E1042 quota", unit(1000), top_k=10, user_id=2)
+        c.id
+        for c in await hybrid.search(
+            "E1042 quota", unit(1000), top_k=10, visibility=Visibility.of_user(2)
+        )
     }
 
 
 async def test_delete_documents_pinecone_and_lexical_both_forget(hybrid: HybridStore) -> None:
     await hybrid.delete_documents([6])
 
-    found = await hybrid.search("error E1042", unit(1000), top_k=10, user_id=1)
+    found = await hybrid.search(
+        "error E1042", unit(1000), top_k=10, visibility=Visibility.of_user(1)
+    )
 
     assert "code" not in {c.id for c in found}

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.documents.models import Document, DocumentStatus
 from app.rag.lexical import LexicalIndex, fts5_query, query_terms
+from app.rag.protocols import Visibility
 from tests.retrieval.conftest import record
 
 FILLER = [
@@ -49,7 +50,7 @@ async def test_search_exact_code_finds_its_chunk_first(
 ) -> None:
     index = await _filled(sessions)
 
-    hits = await index.search("what is error E1042?", top_k=3, user_id=1)
+    hits = await index.search("what is error E1042?", top_k=3, visibility=Visibility.of_user(1))
 
     assert hits[0].id == "e1042"
     assert hits[0].document_id == 1
@@ -60,7 +61,7 @@ async def test_search_identifier_with_underscore_finds_its_chunk_first(
 ) -> None:
     index = await _filled(sessions)
 
-    hits = await index.search("how do I tune work_mem", top_k=3, user_id=1)
+    hits = await index.search("how do I tune work_mem", top_k=3, visibility=Visibility.of_user(1))
 
     assert [hit.id for hit in hits][:1] == ["workmem"]
 
@@ -70,7 +71,9 @@ async def test_search_words_in_other_forms_match_by_stem(
 ) -> None:
     index = await _filled(sessions)
 
-    hits = await index.search("deferring constraint checking", top_k=3, user_id=1)
+    hits = await index.search(
+        "deferring constraint checking", top_k=3, visibility=Visibility.of_user(1)
+    )
 
     assert hits[0].id == "constraints"
 
@@ -86,7 +89,7 @@ async def test_search_title_and_heading_are_indexed_with_the_text(
         ]
     )
 
-    hits = await index.search("onboarding training", top_k=2, user_id=1)
+    hits = await index.search("onboarding training", top_k=2, visibility=Visibility.of_user(1))
 
     assert [hit.id for hit in hits] == ["a", "b"]
     assert hits[0].text == "It takes two weeks."
@@ -97,7 +100,10 @@ async def test_search_stopwords_only_returns_nothing(
 ) -> None:
     index = await _filled(sessions)
 
-    assert await index.search("what is it and how does it", top_k=3, user_id=1) == []
+    assert (
+        await index.search("what is it and how does it", top_k=3, visibility=Visibility.of_user(1))
+        == []
+    )
 
 
 async def test_search_fts_syntax_in_question_is_taken_literally(
@@ -105,7 +111,9 @@ async def test_search_fts_syntax_in_question_is_taken_literally(
 ) -> None:
     index = await _filled(sessions)
 
-    hits = await index.search('NEAR(disk quota) "E1042 AND -OR * ^col:', top_k=3, user_id=1)
+    hits = await index.search(
+        'NEAR(disk quota) "E1042 AND -OR * ^col:', top_k=3, visibility=Visibility.of_user(1)
+    )
 
     assert hits[0].id == "e1042"
 
@@ -121,8 +129,8 @@ async def test_search_other_users_chunks_are_excluded_inside_the_query(
         + [record("shared", 7, "zebra", owner=None)]
     )
 
-    mine = await index.search("zebra quota", top_k=1, user_id=1)
-    everything = await index.search("zebra quota", top_k=10, user_id=1)
+    mine = await index.search("zebra quota", top_k=1, visibility=Visibility.of_user(1))
+    everything = await index.search("zebra quota", top_k=10, visibility=Visibility.of_user(1))
 
     assert len(mine) == 1
     assert {hit.id for hit in everything} == {"mine", "shared"}
@@ -137,7 +145,7 @@ async def test_search_document_being_deleted_is_invisible(
             update(Document).where(Document.id == 1).values(status=DocumentStatus.DELETING)
         )
 
-    hits = await index.search("E1042", top_k=3, user_id=1)
+    hits = await index.search("E1042", top_k=3, visibility=Visibility.of_user(1))
 
     assert "e1042" not in {hit.id for hit in hits}
 
@@ -151,8 +159,10 @@ async def test_document_row_deleted_removes_its_chunks_from_the_index(
         await session.execute(delete(Document).where(Document.id == 1))  # cascades
 
     assert await index.count() == before - 1
-    assert await index.search("E1042", top_k=3, user_id=1) == []
-    assert (await index.search("work_mem", top_k=3, user_id=1))[0].id == "workmem"
+    assert await index.search("E1042", top_k=3, visibility=Visibility.of_user(1)) == []
+    assert (await index.search("work_mem", top_k=3, visibility=Visibility.of_user(1)))[
+        0
+    ].id == "workmem"
 
 
 async def test_upsert_same_id_replaces_the_indexed_text(
@@ -162,8 +172,8 @@ async def test_upsert_same_id_replaces_the_indexed_text(
 
     await index.upsert([record("e1042", 1, "Error E2000 replaces the old code.")])
 
-    assert await index.search("E1042", top_k=3, user_id=1) == []
-    assert (await index.search("E2000", top_k=3, user_id=1))[0].id == "e1042"
+    assert await index.search("E1042", top_k=3, visibility=Visibility.of_user(1)) == []
+    assert (await index.search("E2000", top_k=3, visibility=Visibility.of_user(1)))[0].id == "e1042"
 
 
 async def test_delete_documents_and_ids_remove_rows_and_terms(
@@ -174,5 +184,7 @@ async def test_delete_documents_and_ids_remove_rows_and_terms(
     await index.delete_documents([1])
     await index.delete(["workmem"])
 
-    assert await index.search("E1042 work_mem", top_k=3, user_id=1) == []
-    assert (await index.search("SET CONSTRAINTS", top_k=3, user_id=1))[0].id == "constraints"
+    assert await index.search("E1042 work_mem", top_k=3, visibility=Visibility.of_user(1)) == []
+    assert (await index.search("SET CONSTRAINTS", top_k=3, visibility=Visibility.of_user(1)))[
+        0
+    ].id == "constraints"

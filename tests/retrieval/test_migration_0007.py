@@ -11,6 +11,7 @@ from alembic.config import Config
 
 from app.core.db import create_engine, create_sessionmaker
 from app.rag.lexical import LexicalIndex
+from app.rag.protocols import Visibility
 from tests.conftest import make_settings
 from tests.security.test_migration_0003 import NOW, _sql
 from tests.test_migrations import empty_database  # noqa: F401 - fixture
@@ -50,13 +51,15 @@ async def test_upgrade_indexes_chunks_already_stored(
     )
 
     await asyncio.to_thread(command.upgrade, empty_database, "0007")
+    # Today's queries read the columns 0008 adds (collections), which keeps every row's meaning.
+    await asyncio.to_thread(command.upgrade, empty_database, "0008")
 
     engine = create_engine(make_settings(empty_database.attributes["database_url"]))
     try:
         index = LexicalIndex(create_sessionmaker(engine))
-        private = await index.search("E1042", top_k=3, user_id=1)
-        shared = await index.search("work_mem", top_k=3, user_id=2)
-        hidden = await index.search("E1042", top_k=3, user_id=2)
+        private = await index.search("E1042", top_k=3, visibility=Visibility.of_user(1))
+        shared = await index.search("work_mem", top_k=3, visibility=Visibility.of_user(2))
+        hidden = await index.search("E1042", top_k=3, visibility=Visibility.of_user(2))
     finally:
         await engine.dispose()
     assert [hit.id for hit in private] == ["doc1-1"]

@@ -12,7 +12,7 @@ from app.documents.chunking import chunk_text, markdown_headings
 from app.documents.service import DocumentService, NewDocument
 from app.rag.hybrid import HybridStore
 from app.rag.lexical import LexicalIndex
-from app.rag.protocols import ChunkRecord, Matrix, ScoredChunk, Vector
+from app.rag.protocols import ChunkRecord, Matrix, ScoredChunk, Vector, Visibility
 from tests.conftest import make_settings
 
 MARKDOWN = (
@@ -64,7 +64,9 @@ class RecordingStore:
     async def upsert(self, records: Sequence[ChunkRecord]) -> None:
         self.records.extend(records)
 
-    async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
+    async def query(
+        self, vector: Vector, *, top_k: int, visibility: Visibility
+    ) -> list[ScoredChunk]:
         return []
 
     async def delete(self, ids: Sequence[str]) -> None:
@@ -102,7 +104,7 @@ async def test_ingestion_embeds_title_and_heading_and_stores_plain_text(
     ]
     assert dense.records[0].heading == "Leave > Carry-over"
     # The lexical index finds the chunk by its title although the text never says it.
-    hits = await store.lexical.search("staff handbook", top_k=1, user_id=1)
+    hits = await store.lexical.search("staff handbook", top_k=1, visibility=Visibility.of_user(1))
     assert [h.text for h in hits] == [dense.records[0].text]
 
 

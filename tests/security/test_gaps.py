@@ -12,7 +12,7 @@ from app.api.state import State
 from app.chat.models import ChatMessage
 from app.chat.retention import purge_old_messages
 from app.rag.pipeline import PipelineConfig, RagPipeline
-from app.rag.protocols import ScoredChunk
+from app.rag.protocols import ScoredChunk, Visibility
 from tests.rag.test_pipeline import FixedStore, OneHotEmbedder, RecordingGenerator
 from tests.test_retention import add_messages, add_user
 
@@ -72,4 +72,4 @@ async def test_min_score_is_inclusive(score: float, retrieved: bool) -> None:
     pipeline = RagPipeline(
         OneHotEmbedder(), FixedStore([chunk]), RecordingGenerator(), PipelineConfig(min_score=0.3)
     )
-    assert (await pipeline.retrieve("q", user_id=1) == [chunk]) is retrieved
+    assert (await pipeline.retrieve("q", visibility=Visibility.of_user(1)) == [chunk]) is retrieved

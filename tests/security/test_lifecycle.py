@@ -18,7 +18,7 @@ from app.chat.models import ChatMessage
 from app.documents.models import Document, DocumentStatus
 from app.documents.repository import DocumentRepository
 from app.rag.backends.local import VectorEntry
-from app.rag.protocols import ChunkRecord
+from app.rag.protocols import ChunkRecord, Visibility
 from tests.conftest import AppFactory, make_admin, new_user, signup
 from tests.fakes.pinecone import FakePinecone
 
@@ -178,7 +178,7 @@ async def test_pinecone_vectors_of_a_deleted_document_are_never_returned(
         assert len(pinecone.vectors()) == 1  # the orphan is still in the index
 
         vector = (await state["embedder"].embed([QUESTION]))[0]
-        hits = await state["store"].query(vector, top_k=5, user_id=1)
+        hits = await state["store"].query(vector, top_k=5, visibility=Visibility.of_user(1))
 
         assert hits == []
 

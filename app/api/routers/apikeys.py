@@ -6,8 +6,9 @@ from fastapi import APIRouter, Path, status
 
 from app.api.deps import MAX_ID, ApiKeyServiceDep
 from app.api.principal import CurrentUser, LoginTokenPrincipal
-from app.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
+from app.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, ApiKeyScoped
 from app.apikeys.service import ApiKeyNotFound, TooManyApiKeys
+from app.collections.access import CollectionNotFound
 from app.core.errors import (
     InvalidInput,
     MalformedBody,
@@ -24,7 +25,12 @@ router = APIRouter(prefix="/api/keys", tags=["api keys"])
     status_code=status.HTTP_201_CREATED,
     response_model=ApiKeyCreated,
     responses=error_responses(
-        MalformedBody, NotAuthenticated, PermissionDenied, TooManyApiKeys, InvalidInput
+        MalformedBody,
+        NotAuthenticated,
+        PermissionDenied,
+        CollectionNotFound,
+        TooManyApiKeys,
+        InvalidInput,
     ),
 )
 async def create_key(
@@ -32,15 +38,30 @@ async def create_key(
 ) -> ApiKeyCreated:
     """Create a personal API key (`sk-...`) for `Authorization: Bearer`. It is shown once.
     Your revoked and expired keys are deleted now (they can never work again). Needs a login
-    token: a leaked key must not mint keys that outlive its revocation."""
+    token: a leaked key must not mint keys that outlive its revocation.
+
+    With `collection_ids` (collections you belong to), the key retrieves only from those
+    collections, and only while you remain a member: a team bot's key."""
     key, plaintext = await service.create(principal.user, body)
-    return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=plaintext)
+    return ApiKeyCreated(
+        **ApiKeyRead.model_validate(key).model_dump(),
+        collection_ids=sorted(set(body.collection_ids)) if body.collection_ids else None,
+        key=plaintext,
+    )
 
 
-@router.get("/", response_model=list[ApiKeyRead], responses=error_responses(NotAuthenticated))
-async def list_keys(user: CurrentUser, service: ApiKeyServiceDep) -> list[ApiKeyRead]:
+@router.get("/", response_model=list[ApiKeyScoped], responses=error_responses(NotAuthenticated))
+async def list_keys(user: CurrentUser, service: ApiKeyServiceDep) -> list[ApiKeyScoped]:
     """Your keys that are not revoked (expired ones included), oldest first."""
-    return [ApiKeyRead.model_validate(k) for k in await service.list(user)]
+    keys = await service.list(user)
+    scopes = await service.scopes(keys)
+    return [
+        ApiKeyScoped(
+            **ApiKeyRead.model_validate(k).model_dump(),
+            collection_ids=scopes.get(k.id, []) if k.collection_scoped else None,
+        )
+        for k in keys
+    ]
 
 
 @router.delete(

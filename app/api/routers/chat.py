@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
+from app.api.access import CurrentAccess
 from app.api.deps import MAX_ID, SettingsDep, StateDep
 from app.api.principal import CurrentUser
 from app.api.ratelimits import ChatRateLimit
@@ -61,10 +62,18 @@ ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
     ),
     dependencies=[ChatRateLimit],
 )
-async def chat(body: ChatRequest, user: CurrentUser, service: ChatServiceDep) -> ChatResponse:
+async def chat(
+    body: ChatRequest, user: CurrentUser, access: CurrentAccess, service: ChatServiceDep
+) -> ChatResponse:
     """Answer a question from the knowledge base, citing its sources, as a turn of a
-    conversation (its earlier turns are the memory)."""
-    turn = await service.reply(user, body.message, conversation_id=body.conversation_id)
+    conversation (its earlier turns are the memory). `collection_ids` narrows retrieval to
+    those collections."""
+    turn = await service.reply(
+        user,
+        body.message,
+        conversation_id=body.conversation_id,
+        visibility=access.visibility(body.collection_ids),
+    )
     return ChatResponse(
         response=turn.answer.text,
         sources=[SourceRead.model_validate(s, from_attributes=True) for s in turn.answer.sources],
@@ -96,10 +105,15 @@ async def chat(body: ChatRequest, user: CurrentUser, service: ChatServiceDep) ->
     dependencies=[ChatRateLimit],
 )
 async def chat_stream(
-    body: ChatRequest, user: CurrentUser, service: ChatServiceDep
+    body: ChatRequest, user: CurrentUser, access: CurrentAccess, service: ChatServiceDep
 ) -> StreamingResponse:
     """Like `POST /api/chat/`, with the answer streamed as it is generated."""
-    reply = await service.stream_reply(user, body.message, conversation_id=body.conversation_id)
+    reply = await service.stream_reply(
+        user,
+        body.message,
+        conversation_id=body.conversation_id,
+        visibility=access.visibility(body.collection_ids),
+    )
     return StreamingResponse(
         reply.events(),
         media_type="text/event-stream",

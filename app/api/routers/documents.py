@@ -3,15 +3,18 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from app.api.access import CurrentAccess
 from app.api.deps import MAX_ID, StateDep
 from app.api.principal import CurrentUser
 from app.api.ratelimits import UploadRateLimit
 from app.auth.models import User
+from app.collections.access import CollectionAccess, CollectionNotFound
+from app.collections.models import CollectionRole
 from app.core.errors import (
     Conflict,
     InvalidInput,
@@ -55,6 +58,10 @@ _UPLOAD_BODY: dict[str, Any] = {
                         },
                         "title": {"type": "string", "description": "Defaults to the file name"},
                         "shared": {"type": "boolean", "default": False},
+                        "collection_id": {
+                            "type": "integer",
+                            "description": "Add it to this collection (editors and owners)",
+                        },
                     },
                 }
             },
@@ -72,10 +79,31 @@ DocumentServiceDep = Annotated[DocumentService, Depends(get_documents)]
 
 async def visible_document(
     document_id: Annotated[int, Path(ge=1, le=MAX_ID)],
-    user: CurrentUser,
+    access: CurrentAccess,
     service: DocumentServiceDep,
 ) -> Document:
-    return await service.get_visible(document_id, user.id)
+    return await service.get_visible(document_id, access.visibility())
+
+
+def authorize_upload(access: CollectionAccess, collection_id: int | None, shared: bool) -> None:
+    """Before any extraction work: a collection's editors and owners may add to it (404 for
+    non-members); a collection-scoped key may add only to its collections."""
+    if collection_id is None:
+        if access.scoped:
+            raise PermissionDenied("This API key may only add documents to its collections.")
+        return
+    if shared:
+        raise InvalidInput("A document is either shared or in a collection, not both.")
+    access.require(collection_id, CollectionRole.EDITOR)
+
+
+def _form_collection_id(value: object) -> int | None:
+    raw = strip_nul(str(value or "")).strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+        raise InvalidInput("collection_id must be a collection's id.")
+    return int(raw)
 
 
 VisibleDocument = Annotated[Document, Depends(visible_document)]
@@ -93,10 +121,17 @@ async def _read_json(request: Request, limit: int) -> NewDocument:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         ) from exc
-    return NewDocument(title=data.title, content=data.content, shared=data.shared)
+    return NewDocument(
+        title=data.title,
+        content=data.content,
+        shared=data.shared,
+        collection_id=data.collection_id,
+    )
 
 
-async def _read_multipart(request: Request, limit: int, limits: ExtractionLimits) -> NewDocument:
+async def _read_multipart(
+    request: Request, limit: int, limits: ExtractionLimits, access: CollectionAccess
+) -> NewDocument:
     # app.api.bodylimit counts the body as it streams, so a chunked upload without Content-Length
     # is stopped at the limit instead of being spooled to disk whole.
     async with request.form(max_files=1, max_fields=10, max_part_size=64 * 1024) as form:
@@ -111,6 +146,8 @@ async def _read_multipart(request: Request, limit: int, limits: ExtractionLimits
         filename = strip_nul(upload.filename)[:300]
         title = strip_nul(str(form.get("title") or "")).strip() or filename
         shared = str(form.get("shared") or "false").strip().lower() in {"1", "true", "yes", "on"}
+        collection_id = _form_collection_id(form.get("collection_id"))
+        authorize_upload(access, collection_id, shared)
         # The type comes from the content (magic bytes, zip members), not the name alone.
         content_type, text = await asyncio.to_thread(extract_upload, data, filename, limits)
         return NewDocument(
@@ -119,6 +156,7 @@ async def _read_multipart(request: Request, limit: int, limits: ExtractionLimits
             content_type=content_type,
             filename=filename,
             shared=shared,
+            collection_id=collection_id,
         )
 
 
@@ -133,6 +171,7 @@ async def _read_multipart(request: Request, limit: int, limits: ExtractionLimits
             MalformedBody,
             NotAuthenticated,
             PermissionDenied,
+            CollectionNotFound,
             QuotaExceeded,
             Conflict,
             PayloadTooLarge,
@@ -146,9 +185,14 @@ async def _read_multipart(request: Request, limit: int, limits: ExtractionLimits
     dependencies=[UploadRateLimit],
 )
 async def create_document(
-    request: Request, response: Response, user: CurrentUser, service: DocumentServiceDep
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    access: CurrentAccess,
+    service: DocumentServiceDep,
 ) -> DocumentRead:
-    """Add a document, as JSON `{"title", "content"}` or a multipart `file` upload.
+    """Add a document, as JSON `{"title", "content"}` or a multipart `file` upload; with
+    `collection_id` (a JSON or form field) to a collection you edit or own.
 
     Small documents are indexed before the response (`status: ready`); large ones in the
     background (`status: processing`, poll `GET /api/documents/{id}/`).
@@ -160,8 +204,9 @@ async def create_document(
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "application/json":
         new = await _read_json(request, limit)
+        authorize_upload(access, new.collection_id, new.shared)
     elif media_type == "multipart/form-data":
-        new = await _read_multipart(request, limit, service.extraction_limits)
+        new = await _read_multipart(request, limit, service.extraction_limits, access)
     else:
         raise UnsupportedMediaType("Send application/json or multipart/form-data.")
     if new.shared and not user.is_admin:
@@ -172,10 +217,21 @@ async def create_document(
     return DocumentRead.model_validate(document)
 
 
-@router.get("/", response_model=list[DocumentRead], responses=error_responses(NotAuthenticated))
-async def list_documents(user: CurrentUser, service: DocumentServiceDep) -> list[DocumentRead]:
-    """Your documents and the shared ones."""
-    return [DocumentRead.model_validate(d) for d in await service.visible_to(user.id)]
+@router.get(
+    "/",
+    response_model=list[DocumentRead],
+    responses=error_responses(NotAuthenticated, CollectionNotFound),
+)
+async def list_documents(
+    access: CurrentAccess,
+    service: DocumentServiceDep,
+    collection_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="Only this collection's documents")
+    ] = None,
+) -> list[DocumentRead]:
+    """Your documents, those of your collections and the shared ones; or one collection's."""
+    visibility = access.visibility(None if collection_id is None else [collection_id])
+    return [DocumentRead.model_validate(d) for d in await service.visible_to(visibility)]
 
 
 @router.get(
@@ -187,7 +243,10 @@ async def get_document(document: VisibleDocument) -> DocumentRead:
     return DocumentRead.model_validate(document)
 
 
-def _may_delete(user: User, document: Document) -> bool:
+def _may_delete(user: User, access: CollectionAccess, document: Document) -> bool:
+    if document.collection_id is not None:
+        access.require(document.collection_id, CollectionRole.EDITOR)
+        return True
     return user.is_admin if document.shared else document.owner_id == user.id
 
 
@@ -197,10 +256,13 @@ def _may_delete(user: User, document: Document) -> bool:
     responses=error_responses(NotAuthenticated, PermissionDenied, NotFound, UpstreamUnavailable),
 )
 async def delete_document(
-    document: VisibleDocument, user: CurrentUser, service: DocumentServiceDep
+    document: VisibleDocument,
+    user: CurrentUser,
+    access: CurrentAccess,
+    service: DocumentServiceDep,
 ) -> Response:
-    """Delete a document and its vectors."""
-    if not _may_delete(user, document):
+    """Delete a document and its vectors (a collection's: its editors and owners)."""
+    if not _may_delete(user, access, document):
         raise PermissionDenied("Only administrators can delete shared documents.")
     await service.remove(document)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

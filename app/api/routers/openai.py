@@ -8,11 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import StreamingResponse
 
+from app.api.access import CurrentAccess
 from app.api.deps import StateDep
 from app.api.principal import CurrentPrincipal
 from app.api.ratelimits import ChatRateLimit
 from app.api.routers.chat import ChatServiceDep
-from app.openai_compat.completions import RAG_MODEL, CompletionService
+from app.collections.access import CollectionAccess
+from app.openai_compat.completions import RAG_MODEL, CompletionService, collection_model
 from app.openai_compat.embeddings import EMBEDDING_MODEL, EmbeddingService
 from app.openai_compat.errors import ErrorResponse, ModelNotFound
 from app.openai_compat.schemas import (
@@ -38,24 +40,23 @@ router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 OPENAI_BODY_PATHS = ("/v1/chat/completions", "/v1/embeddings")
 
 
-def _cards() -> list[ModelCard]:
-    return [
-        ModelCard(id=name, created=MODELS_CREATED, owned_by=OWNER)
-        for name in (RAG_MODEL, EMBEDDING_MODEL)
-    ]
+def _cards(access: CollectionAccess) -> list[ModelCard]:
+    names = [RAG_MODEL, *(collection_model(c) for c in sorted(access.roles)), EMBEDDING_MODEL]
+    return [ModelCard(id=name, created=MODELS_CREATED, owned_by=OWNER) for name in names]
 
 
 @router.get("/models", response_model=ModelList, responses=_errors(401))
-async def list_models(_: CurrentPrincipal) -> ModelList:
-    """`rag` answers from your knowledge base; `rag-embedding` is the store's embedder."""
-    return ModelList(data=_cards())
+async def list_models(access: CurrentAccess) -> ModelList:
+    """`rag` answers from everything you can see, `rag:<id>` from one of your collections
+    alone (one per collection you belong to); `rag-embedding` is the store's embedder."""
+    return ModelList(data=_cards(access))
 
 
 @router.get("/models/{model}", response_model=ModelCard, responses=_errors(401, 404))
 async def retrieve_model(
-    model: Annotated[str, Path(max_length=200)], _: CurrentPrincipal
+    model: Annotated[str, Path(max_length=200)], access: CurrentAccess
 ) -> ModelCard:
-    for card in _cards():
+    for card in _cards(access):
         if card.id == model:
             return card
     raise ModelNotFound(model, param="model")
@@ -87,13 +88,16 @@ async def create_embeddings(
     return await service.embed(body)
 
 
-def get_completion_service(state: StateDep, chat: ChatServiceDep) -> CompletionService:
+def get_completion_service(
+    state: StateDep, chat: ChatServiceDep, access: CurrentAccess
+) -> CompletionService:
     settings = state["settings"]
     return CompletionService(
         chat,
         max_messages=settings.openai_max_messages,
         max_request_chars=settings.openai_max_request_chars,
         max_message_chars=settings.chat_max_message_chars,
+        access=access,
     )
 
 

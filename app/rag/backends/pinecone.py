@@ -1,8 +1,10 @@
 """The Pinecone vector store, through the official SDK's asyncio client (REST data plane).
 
 Each chunk is one vector whose metadata is `document_id` (int), `shared` (bool), `title`,
-`text`, and `owner_id` (int) for private documents only: Pinecone has no null, so a shared
-document carries no `owner_id` at all. The visibility rule is the query's metadata filter.
+`text`, `owner_id` (int) for private documents only and `collection_id` (int) for a
+collection's documents only: Pinecone has no null, so a shared document carries neither.
+Vectors written before collections existed carry no `collection_id` and keep their meaning
+(private or shared). The visibility rule is the query's metadata filter.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Final
 
 from app.core.config import Settings
 from app.core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from app.rag.protocols import ChunkRecord, ScoredChunk, Vector
+from app.rag.protocols import ChunkRecord, ScoredChunk, Vector, Visibility
 
 try:
     from pinecone import (
@@ -56,9 +58,19 @@ DENSE_FIELD: Final = "_values"
 _FAILED_STATES: Final = frozenset({"InitializationFailed", "Terminating", "Disabled"})
 
 
-def visibility_filter(user_id: int) -> dict[str, Any]:
-    """The metadata filter admitting the user's own chunks and the shared ones."""
-    return {"$or": [{"owner_id": {"$eq": user_id}}, {"shared": {"$eq": True}}]}
+def visibility_filter(visibility: Visibility) -> dict[str, Any]:
+    """The metadata filter admitting what `visibility` admits: the owner's private chunks,
+    the chunks of the listed collections, the shared chunks. Private and shared vectors carry
+    no `collection_id`, and collection vectors no `owner_id` and `shared: false`, so each
+    clause admits one kind only."""
+    clauses: list[dict[str, Any]] = []
+    if visibility.owner_id is not None:
+        clauses.append({"owner_id": {"$eq": visibility.owner_id}})
+    if visibility.collection_ids:
+        clauses.append({"collection_id": {"$in": sorted(visibility.collection_ids)}})
+    if visibility.include_shared:
+        clauses.append({"shared": {"$eq": True}})
+    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
 
 
 class PineconeVectorStore:
@@ -131,13 +143,17 @@ class PineconeVectorStore:
             async with self._call("upsert"):
                 await self._index.upsert(vectors=batch, namespace=self._namespace)
 
-    async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
+    async def query(
+        self, vector: Vector, *, top_k: int, visibility: Visibility
+    ) -> list[ScoredChunk]:
+        if visibility.nothing:
+            return []  # an empty `$or` would be refused
         async with self._call("query"):
             response = await self._index.query(
                 vector=vector.tolist(),
                 top_k=top_k,
                 namespace=self._namespace,
-                filter=visibility_filter(user_id),
+                filter=visibility_filter(visibility),
                 include_metadata=True,
             )
         chunks = [_to_chunk(match.id, match.score, match.metadata) for match in response.matches]
@@ -313,11 +329,13 @@ async def _wait_until_ready(
 def _to_vector(record: ChunkRecord) -> PineconeVector:
     metadata: dict[str, Any] = {
         "document_id": record.document_id,
-        "shared": record.owner_id is None,
+        "shared": record.owner_id is None and record.collection_id is None,
         "title": record.title,
         "text": record.text,
     }
-    if record.owner_id is not None:
+    if record.collection_id is not None:
+        metadata["collection_id"] = record.collection_id
+    elif record.owner_id is not None:
         metadata["owner_id"] = record.owner_id
     return PineconeVector(id=record.id, values=record.vector.tolist(), metadata=metadata)
 

@@ -27,11 +27,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.core.db import Base
-from app.rag.protocols import ChunkRecord, Matrix, ScoredChunk, Vector
+from app.rag.protocols import ChunkRecord, Matrix, ScoredChunk, Vector, Visibility
 
 
 class VectorEntry(Base):
-    """A chunk and its embedding for the local store. `owner_id` NULL means shared."""
+    """A chunk and its embedding for the local store: private to `owner_id`, or in the
+    collection `collection_id`, or shared (both NULL), as in `ChunkRecord`."""
 
     __tablename__ = "vector_entries"
     __table_args__ = {"sqlite_autoincrement": True}
@@ -45,6 +46,7 @@ class VectorEntry(Base):
         ForeignKey("documents.id", ondelete="CASCADE"), index=True
     )
     owner_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    collection_id: Mapped[int | None] = mapped_column(Integer, default=None)
     title: Mapped[str] = mapped_column(String(500))
     text: Mapped[str] = mapped_column(Text)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
@@ -68,9 +70,27 @@ SHARED_OWNER = -1
 Int64Array = np.ndarray[Any, np.dtype[np.int64]]
 
 
+def group_of(owner_id: int | None, collection_id: int | None) -> int:
+    """The index block a chunk belongs to, as one integer: a private document's owner id
+    (positive), SHARED_OWNER for shared documents, and -2 - id for a collection's documents."""
+    if collection_id is not None:
+        return -2 - collection_id
+    return SHARED_OWNER if owner_id is None else owner_id
+
+
+def groups_visible(visibility: Visibility) -> set[int]:
+    groups = {group_of(None, c) for c in visibility.collection_ids}
+    if visibility.owner_id is not None:
+        groups.add(visibility.owner_id)
+    if visibility.include_shared:
+        groups.add(SHARED_OWNER)
+    return groups
+
+
 @dataclass(frozen=True, slots=True)
 class _Block:
-    """The vectors of one owner (or of the shared documents), with their row sequence ids."""
+    """The vectors of one group (an owner, a collection, the shared documents), with their
+    row sequence ids."""
 
     matrix: Matrix
     seqs: Int64Array
@@ -108,7 +128,7 @@ class _Loaded:
             i = self.filled
             self.matrix[i] = np.frombuffer(row.embedding, dtype=np.float32)
             self.seqs[i] = row.seq
-            self.owners[i] = SHARED_OWNER if row.owner_id is None else row.owner_id
+            self.owners[i] = group_of(row.owner_id, row.collection_id)
             self.filled += 1
 
     def trimmed(self) -> _Loaded:
@@ -128,9 +148,10 @@ def _top(block: _Block, vector: Vector, k: int) -> list[tuple[int, float]]:
 class LocalVectorStore:
     """Vectors persisted in the app database, searched by brute-force cosine in numpy.
 
-    The in-memory index is grouped by owner, so a query only multiplies the rows the user may
-    see: their own and the shared ones. Each query first reads one revision number; when some
-    process has written since, only the new rows are loaded (everything, after a deletion).
+    The in-memory index is grouped by owner and by collection, so a query only multiplies the
+    rows the caller may see: their own, their collections' and the shared ones. Each query
+    first reads one revision number; when some process has written since, only the new rows
+    are loaded (everything, after a deletion).
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -171,6 +192,7 @@ class LocalVectorStore:
                 "chunk_id": r.id,
                 "document_id": r.document_id,
                 "owner_id": r.owner_id,
+                "collection_id": r.collection_id,
                 "title": r.title,
                 "text": r.text,
                 "embedding": np.asarray(r.vector, dtype=np.float32).tobytes(),
@@ -243,7 +265,12 @@ class LocalVectorStore:
         while count and loaded.filled < count:
             page = (
                 await session.execute(
-                    select(VectorEntry.seq, VectorEntry.owner_id, VectorEntry.embedding)
+                    select(
+                        VectorEntry.seq,
+                        VectorEntry.owner_id,
+                        VectorEntry.collection_id,
+                        VectorEntry.embedding,
+                    )
                     .where(VectorEntry.seq > cursor, VectorEntry.seq <= last)  # rows added
                     .order_by(VectorEntry.seq)  # meanwhile come with the next refresh
                     .limit(LOAD_PAGE_ROWS)
@@ -276,19 +303,25 @@ class LocalVectorStore:
         return _Index(revision, deletions, max_seq, blocks)
 
     @staticmethod
-    def _search(index: _Index, vector: Vector, top_k: int, user_id: int) -> list[tuple[int, float]]:
+    def _search(
+        index: _Index, vector: Vector, top_k: int, visibility: Visibility
+    ) -> list[tuple[int, float]]:
         vector = np.asarray(vector, dtype=np.float32)
         hits: list[tuple[int, float]] = []
-        for owner in {user_id, SHARED_OWNER}:
+        for owner in groups_visible(visibility):
             if (block := index.blocks.get(owner)) is not None:
                 hits.extend(_top(block, vector, top_k))
         hits.sort(key=lambda hit: hit[1], reverse=True)
         return hits[:top_k]
 
-    async def query(self, vector: Vector, *, top_k: int, user_id: int) -> list[ScoredChunk]:
+    async def query(
+        self, vector: Vector, *, top_k: int, visibility: Visibility
+    ) -> list[ScoredChunk]:
+        if visibility.nothing:
+            return []
         async with self._sessions() as session:
             index = await self._refresh(session)
-            hits = await asyncio.to_thread(self._search, index, vector, top_k, user_id)
+            hits = await asyncio.to_thread(self._search, index, vector, top_k, visibility)
             if not hits:
                 return []
             rows = (
