@@ -108,6 +108,22 @@ def test_extract_entity_declaration_in_any_member_is_422(
         extract_upload(data, "file.bin", ExtractionLimits(max_chars=5_000_000))
 
 
+def test_extract_rows_counted_in_namespace_prefixed_sheet_xml_is_413() -> None:
+    from app.core.errors import PayloadTooLarge
+
+    rows = b"".join(b'<x:row r="%d"><x:c r="A%d" s="1"/></x:row>' % (n, n) for n in range(1, 301))
+    sheet = (
+        b'<?xml version="1.0"?><x:worksheet '
+        b'xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        b"<x:sheetData>" + rows + b"</x:sheetData></x:worksheet>"
+    )
+    data = files.replace_member(files.xlsx_workbook(), "xl/worksheets/sheet1.xml", sheet)
+    limits = ExtractionLimits(max_chars=5_000_000, max_table_rows=200)
+    # Counted in the XML before openpyxl reads it (not by the row-by-row reader after).
+    with pytest.raises(PayloadTooLarge, match=r"^The workbook has more than 200 rows"):
+        extract_upload(data, "prefixed.xlsx", limits)
+
+
 def test_extract_text_over_character_ceiling_is_413_for_office_files() -> None:
     from app.core.errors import PayloadTooLarge
 

@@ -15,6 +15,7 @@ import io
 import re
 import zipfile
 from collections.abc import Iterable, Sequence
+from typing import IO
 
 from app.core.errors import InvalidInput, PayloadTooLarge
 from app.documents.formats.archive import open_zip
@@ -58,30 +59,56 @@ class _RowBudget:
             )
 
 
-_ROW = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?row[\s>/]")
-_CELL = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c[\s>/]")
+_ROOT = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?worksheet[\s>]")
 
 
-def _count_rows_and_cells(archive: zipfile.ZipFile) -> tuple[int, int]:
-    """Rows and cells of every worksheet, counted in the XML at C speed (its size is
-    bounded by the archive checks), before openpyxl builds an object per cell."""
-    rows = cells = 0
+class _SheetCounter:
+    """Rows and cells of the worksheets, counted in their XML with `bytes.count` before
+    openpyxl builds an object per cell; stops reading as soon as a ceiling is passed."""
+
+    def __init__(self, limits: ExtractionLimits) -> None:
+        self.limits = limits
+        self.rows = 0
+        self.cells = 0
+
+    def _check(self) -> None:
+        if self.rows > self.limits.max_table_rows:
+            raise _too_many_rows(self.limits, "The workbook")
+        if self.cells > self.limits.max_table_cells:
+            raise PayloadTooLarge(
+                f"The workbook has more than {self.limits.max_table_cells} cells (empty styled "
+                f"ones included); at most {self.limits.max_table_cells} are accepted "
+                "(MAX_TABLE_CELLS)."
+            )
+
+    def _count(self, block: bytes, prefix: bytes) -> None:
+        row, cell = b"<" + prefix + b"row", b"<" + prefix + b"c"
+        self.rows += sum(block.count(row + end) for end in (b" ", b">", b"/"))
+        self.cells += sum(block.count(cell + end) for end in (b" ", b">", b"/"))
+
+    def sheet(self, member: IO[bytes]) -> None:
+        tail, prefix = b"", None
+        while chunk := member.read(1 << 20):
+            block = tail + chunk
+            if prefix is None:
+                root = _ROOT.search(block)
+                prefix = (root.group(1) + b":") if root and root.group(1) else b""
+            # Every tag starts with "<" and holds no other: none spans the cut.
+            cut = block.rfind(b"<")
+            cut = len(block) if cut <= 0 else cut
+            self._count(block[:cut], prefix)
+            self._check()
+            tail = block[cut:]
+        self._count(tail, prefix or b"")
+        self._check()
+
+
+def _count_rows_and_cells(archive: zipfile.ZipFile, limits: ExtractionLimits) -> None:
+    counter = _SheetCounter(limits)
     for info in archive.infolist():
-        if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")):
-            continue
-        with archive.open(info) as member:
-            tail = b""
-            while chunk := member.read(1 << 20):
-                block = tail + chunk
-                # Every match starts with "<" and holds no other: none spans the cut.
-                cut = block.rfind(b"<")
-                cut = len(block) if cut <= 0 else cut
-                rows += len(_ROW.findall(block, 0, cut))
-                cells += len(_CELL.findall(block, 0, cut))
-                tail = block[cut:]
-            rows += len(_ROW.findall(tail))
-            cells += len(_CELL.findall(tail))
-    return rows, cells
+        if info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml"):
+            with archive.open(info) as member:
+                counter.sheet(member)
 
 
 def _write_sheet(writer: Writer, name: str, rows: list[list[str]]) -> None:
@@ -93,14 +120,7 @@ def _write_sheet(writer: Writer, name: str, rows: list[list[str]]) -> None:
 
 def extract_xlsx(data: bytes, limits: ExtractionLimits) -> str:
     with open_zip(data, limits, KIND) as archive:
-        row_count, cell_count = _count_rows_and_cells(archive)
-    if row_count > limits.max_table_rows:
-        raise _too_many_rows(limits, "The workbook")
-    if cell_count > limits.max_table_cells:
-        raise PayloadTooLarge(
-            f"The workbook has {cell_count} cells (empty styled ones included); at most "
-            f"{limits.max_table_cells} are accepted (MAX_TABLE_CELLS)."
-        )
+        _count_rows_and_cells(archive, limits)
     from openpyxl import load_workbook
 
     workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
