@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 
+from app.admin.service import AuditLog
 from app.api.deps import MAX_ID, ApiKeyServiceDep
 from app.api.principal import CurrentUser, LoginTokenPrincipal
 from app.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, ApiKeyScoped
@@ -41,8 +42,13 @@ async def create_key(
     token: a leaked key must not mint keys that outlive its revocation.
 
     With `collection_ids` (collections you belong to), the key retrieves only from those
-    collections, and only while you remain a member: a team bot's key."""
+    collections, and only while you remain a member: a team bot's key. With
+    `"scopes": ["admin"]` (administrators only) it may call /api/admin/ (audited)."""
     key, plaintext = await service.create(principal.user, body)
+    if key.scopes:  # an administrator's key that can call /api/admin/: an admin action
+        await AuditLog(service.keys.session).record(
+            principal, "apikey.create", "api_key", key.id, {"scopes": key.scopes}
+        )
     return ApiKeyCreated(
         **ApiKeyRead.model_validate(key).model_dump(),
         collection_ids=sorted(set(body.collection_ids)) if body.collection_ids else None,
