@@ -120,6 +120,31 @@ def test_extract_rtf_reads_the_text() -> None:
     assert "The vault code is 4417." in _text(data, "memo.rtf")
 
 
+@pytest.mark.parametrize(
+    ("data", "filename"),
+    [
+        (b'{"note": "half \\ud800 a pair"}', "note.json"),
+        (rb"{\rtf1 half \u-10240? a pair}", "n.rtf"),
+    ],
+)
+def test_extract_lone_surrogate_becomes_replacement_character(data: bytes, filename: str) -> None:
+    text = _text(data, filename)
+    assert "\ufffd" in text
+    text.encode("utf-8")  # hashable and storable
+
+
+def test_extract_html_table_rows_carry_headers_and_headings_are_sections() -> None:
+    html = (
+        "<h1>Price list</h1><table><tr><th>Item</th><th>Price</th></tr>"
+        "<tr><td>Tea</td><td>3.50</td></tr></table><h2>Notes</h2><ul><li>Cash only</li></ul>"
+    )
+    lines = _text(html.encode(), "prices.html").splitlines()
+    assert "# Price list" in lines
+    assert "Item: Tea; Price: 3.50" in lines
+    assert "## Notes" in lines
+    assert "- Cash only" in lines
+
+
 def test_extract_body_line_like_a_heading_is_not_a_section() -> None:
     import docx
 

@@ -97,6 +97,7 @@ _BINARY_MAGIC = (
     b"OggS",
     b"ID3",
 )
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html[\s>])", re.IGNORECASE)
 _MAIL_HEADER = re.compile(
     rb"^(From|Received|Return-Path|MIME-Version|Message-ID|Subject|Date|To|Delivered-To)"
@@ -228,10 +229,12 @@ def extract_text(
     data: bytes, content_type: str, limits: ExtractionLimits, *, name: str = ""
 ) -> str:
     """The text of a file of a known type, within `limits`. NUL characters are dropped (no
-    database text type we support can hold them, and they carry no meaning in prose)."""
+    database text type we support can hold them, and they carry no meaning in prose), and
+    lone UTF-16 surrogates (JSON's `"\\ud800"`, RTF's `\\u-10240`) become U+FFFD, so the
+    text can be hashed, tokenized and stored."""
     if content_type not in BY_TYPE:
         raise UnsupportedMediaType(f"Unsupported content type {content_type!r}.")
-    text = strip_nul(_extract(data, content_type, limits, name))
+    text = _SURROGATE.sub("\ufffd", strip_nul(_extract(data, content_type, limits, name)))
     if len(text) > limits.max_chars:
         raise too_long(limits)
     if not text.strip():
