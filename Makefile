@@ -12,16 +12,26 @@ PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 setup: $(VENV)/.installed
 
+# Quiet pip, one line per step: on a fresh machine this takes minutes, most of it torch. Once
+# done it is skipped until pyproject.toml changes. torch comes first, so that
+# sentence-transformers does not pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first, so that sentence-transformers does not pull a multi-GB CUDA build
-	$(BIN)/python -m pip install --quiet $(TORCH_INSTALL)
-	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
-	touch $@
+	@echo "setup: creating the virtualenv $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "setup: installing torch ($(TORCH_INSTALL)), the longest step"
+	@$(BIN)/python -m pip install --quiet $(TORCH_INSTALL)
+	@echo "setup: installing the project and its dev tools (pip install -e '.[local,dev]')"
+	@$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	@touch $@
+	@echo "setup: done; the commands are in $(BIN) (chatbot, pytest, ...)"
 
+# HOST and PORT (default 127.0.0.1 and 8000) choose the address: make run PORT=9000.
+# `exec`: the server is make's own child, so Ctrl-C or SIGTERM ends it cleanly, with no
+# `make: *** [run]` line.
 run: setup
-	$(BIN)/chatbot serve
+	@echo "run: $(BIN)/chatbot serve (migrates the database, loads the embedding model, serves)"
+	@exec $(BIN)/chatbot serve
 
 test: setup
 	$(BIN)/pytest

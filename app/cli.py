@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+logger = logging.getLogger("app.cli")
 
 
 def alembic_config(settings: Settings) -> Config:
@@ -46,6 +50,38 @@ def migrate(settings: Settings, revision: str = "head") -> None:
     command.upgrade(alembic_config(settings), revision)
 
 
+def describe_database(url: str) -> str:
+    """The database a command uses, for people: a SQLite file as its absolute path, any other
+    URL without its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "DATABASE_URL (not a valid URL)"
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            return "SQLite in memory"
+        return f"SQLite {Path(parsed.database).resolve()}"
+    return parsed.render_as_string(hide_password=True)
+
+
+def _stop_signals_exit_cleanly() -> None:
+    """A stop signal ends `chatbot serve` with status 0 once the server has shut down.
+
+    uvicorn re-raises the signal it stopped on, so a clean shutdown still died "killed by
+    SIGTERM" and `make run` reported `make: *** [run] Terminated`, exit 2. These handlers get
+    that re-raised signal (and one arriving before uvicorn takes the signals over).
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
@@ -55,14 +91,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print("--root-path must start with '/' (e.g. /chatbot)", file=sys.stderr)
         return 2
     if not args.no_migrate:
+        logger.info("chatbot serve: applying database migrations")
         migrate(settings)
     # Workers build the app from the environment: the prefix must reach them that way too.
     os.environ["ROOT_PATH"] = root_path
     prepare_multiprocess_dir()  # PROMETHEUS_MULTIPROC_DIR: no stale values from a past run
+    _stop_signals_exit_cleanly()
     uvicorn.run(
         "app.main:app",
-        host=args.host,
-        port=args.port,
+        host=settings.host if args.host is None else args.host,
+        port=settings.port if args.port is None else args.port,
         workers=args.workers,
         root_path=root_path,
         proxy_headers=True,
@@ -275,7 +313,7 @@ async def _ingest(
                     extract_upload, path.read_bytes(), path.name, service.extraction_limits
                 )
                 new = NewDocument(
-                    title=path.stem,
+                    title=path.name,  # as an upload's: the file name, extension kept
                     content=text,
                     content_type=content_type,
                     filename=path.name,
@@ -352,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="apply migrations, then run the API with uvicorn")
-    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--host", default=None, help="default: HOST, else 127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default: PORT, else 8000")
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--no-migrate", action="store_true", help="skip `alembic upgrade head`")
     serve.add_argument(
@@ -414,6 +452,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(
         settings.log_level, "%(levelname)s %(name)s: %(message)s", log_format=settings.log_format
     )
+    if args.command != "pinecone-init":
+        # A log line (stderr, JSON with LOG_FORMAT=json), so stdout stays the command's result:
+        # which database a command fills (CHATBOT_HOME, default the project folder) is shown.
+        logger.info(
+            "chatbot %s: using database %s",
+            args.command,
+            describe_database(settings.database_url),
+        )
     return int(args.handler(args, settings))
 
 

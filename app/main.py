@@ -24,6 +24,7 @@ from app.api.routers.apikeys import router as apikeys_router
 from app.api.routers.auth import router as auth_router
 from app.api.routers.chat import router as chat_router
 from app.api.routers.collections import router as collections_router
+from app.api.routers.conversations import router as conversations_router
 from app.api.routers.documents import MULTIPART_OVERHEAD
 from app.api.routers.documents import router as documents_router
 from app.api.routers.feedback import router as feedback_router
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_openapi(app)
     app.include_router(auth_router)
     app.include_router(chat_router)
+    app.include_router(conversations_router)
     app.include_router(documents_router)
     app.include_router(apikeys_router)
     app.include_router(collections_router)

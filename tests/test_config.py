@@ -6,7 +6,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.core import config
 from app.core.config import Settings
 
 
@@ -28,7 +27,7 @@ def test_production_with_strong_secret_is_accepted() -> None:
 def test_development_without_secret_generates_and_persists_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(config, "DEV_SECRET_FILE", tmp_path / ".secret_key")
+    monkeypatch.setenv("CHATBOT_HOME", str(tmp_path))  # the key file lives there
     first = _settings().signing_key
     assert len(first) >= 32
     assert "SECRET_KEY is not set" in caplog.text

@@ -16,17 +16,44 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 logger = logging.getLogger(__name__)
 
-DEV_SECRET_FILE = Path(".secret_key")
+# A checkout has pyproject.toml beside app/; an installed package (the container) does not.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEV_KEY_FILE = ".secret_key"
 MIN_SECRET_LENGTH = 32
 KNOWN_DEFAULT_SECRETS = frozenset({"", "changeme", "change-me", "secret", "your-secret-key"})
 
 
 class ConfigurationError(ValueError):
     """A setting, or a file a setting points at, is unusable; the message names it."""
+
+
+def chatbot_home() -> Path:
+    """The one folder the defaults live in: the SQLite database `chatbot.db`, the generated
+    development key `.secret_key` and the `.env` file.
+
+    `CHATBOT_HOME` (an environment variable, not a `.env` setting) if set; else the project
+    folder of a checkout, so `chatbot` run from any folder uses the database `make run` serves;
+    else (an installed package without a checkout, like the container) the current directory.
+    """
+    if home := os.environ.get("CHATBOT_HOME", "").strip():
+        return Path(home).expanduser().resolve()
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "app").is_dir():
+        return PROJECT_ROOT
+    return Path.cwd()
+
+
+def default_database_url() -> str:
+    return f"sqlite+aiosqlite:///{chatbot_home() / 'chatbot.db'}"
 
 
 def development_secret(path: Path) -> str:
@@ -76,11 +103,30 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `.env` is the one in chatbot_home(), not whichever the current directory holds, so
+        # `chatbot ingest` from another folder reads the same settings as the server. An
+        # explicit `_env_file` (tests pass None) is kept.
+        if isinstance(dotenv_settings, DotEnvSettingsSource) and dotenv_settings.env_file == ".env":
+            dotenv_settings = DotEnvSettingsSource(settings_cls, env_file=chatbot_home() / ".env")
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
     environment: Environment = Environment.DEVELOPMENT
     log_level: str = "INFO"
+    # The address of `chatbot serve` and `make run`; --host / --port override them.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65_535)
 
     # Database
-    database_url: str = "sqlite+aiosqlite:///./chatbot.db"
+    database_url: str = Field(default_factory=default_database_url)
     database_echo: bool = False
     database_pool_size: int = Field(default=10, ge=1)
     # PostgreSQL: give up connecting, waiting for a pooled connection, or on one statement
@@ -352,6 +398,11 @@ class Settings(BaseSettings):
         # `KEY=` in .env (as in .env.example) means "not set", not "set to nothing".
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_is_default_database(cls, value: object) -> object:
+        return default_database_url() if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
@@ -377,7 +428,7 @@ class Settings(BaseSettings):
     def signing_key(self) -> str:
         """The JWT key; outside production a missing one is generated once and kept on disk."""
         secret = self.secret_key.get_secret_value()
-        return secret or development_secret(DEV_SECRET_FILE)
+        return secret or development_secret(chatbot_home() / DEV_KEY_FILE)
 
     @property
     def access_token_lifetime(self) -> timedelta:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from app.core import metrics
 from app.rag import prompts
+from app.rag.markup import strip_markup
 from app.rag.memory import Condenser, LLMCondenser, RuleCondenser, clean_memory, fit_memory
 from app.rag.protocols import (
     Answer,
@@ -52,7 +53,8 @@ class PipelineConfig:
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    text = " ".join(text.split())
+    """The start of a chunk as plain text (no Markdown heading markers or bullets)."""
+    text = " ".join(strip_markup(text).split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 

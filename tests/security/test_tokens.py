@@ -130,7 +130,7 @@ def test_empty_secret_file_is_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     """Reproduced: an empty .secret_key signed tokens with the empty key."""
     path = tmp_path / ".secret_key"
     path.write_text("")
-    monkeypatch.setattr(config, "DEV_SECRET_FILE", path)
+    monkeypatch.setenv("CHATBOT_HOME", str(tmp_path))  # path is its key file
     with pytest.raises(config.ConfigurationError, match="shorter than 32"):
         _ = Settings(_env_file=None).signing_key
 
@@ -139,7 +139,7 @@ def test_generated_secret_file_is_private_and_complete(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / ".secret_key"
-    monkeypatch.setattr(config, "DEV_SECRET_FILE", path)
+    monkeypatch.setenv("CHATBOT_HOME", str(tmp_path))  # path is its key file
     key = Settings(_env_file=None).signing_key
     assert len(key) >= 32
     assert path.read_text() == key

@@ -9,7 +9,6 @@ from app.api.access import CurrentAccess
 from app.api.deps import MAX_ID, SettingsDep, StateDep
 from app.api.principal import CurrentUser
 from app.api.ratelimits import ChatRateLimit
-from app.api.routers.conversations import router as conversations_router
 from app.api.routers.feedback import FeedbackServiceDep
 from app.chat.history_json import messages_json
 from app.chat.schemas import ChatRequest, ChatResponse, MessageRead, SourceRead
@@ -26,9 +25,9 @@ from app.core.errors import (
 )
 from app.core.ratelimit import TooManyRequests
 
-router = APIRouter(prefix="/api", tags=["chat"])
-# The conversation routes live under /api with the chat: app/main.py includes this router.
-router.include_router(conversations_router)
+# Tags per route. The conversation routes are not nested in this router (app/main.py includes
+# them): a nested router keeps only its own prefix in the route template metrics label with.
+router = APIRouter(prefix="/api")
 
 
 async def get_chat_service(state: StateDep) -> ChatService:
@@ -49,6 +48,7 @@ ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
 
 @router.post(
     "/chat/",
+    tags=["chat"],
     response_model=ChatResponse,
     responses=error_responses(
         MalformedBody,
@@ -83,6 +83,7 @@ async def chat(
 
 @router.post(
     "/chat/stream/",
+    tags=["chat"],
     response_class=StreamingResponse,
     responses={
         200: {
@@ -124,6 +125,7 @@ async def chat_stream(
 
 @router.get(
     "/chat-history/",
+    tags=["chat"],
     response_model=list[MessageRead],
     responses=error_responses(NotAuthenticated, NotFound),
 )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from app.rag.markup import strip_markup
 from app.rag.protocols import GenerationRequest, Matrix, ScoredChunk, Vector
 from app.rag.text import split_sentences
 
@@ -65,7 +66,10 @@ class ExtractiveGenerator:
     def _candidates(contexts: Sequence[ScoredChunk]) -> list[tuple[int, tuple[str, ...]]]:
         out: list[tuple[int, tuple[str, ...]]] = []
         for n, chunk in enumerate(contexts, start=1):
-            sentences = split_sentences(chunk.text)
+            # Quoted as text: no heading lines ("# Office Wi-Fi" is a title, not an answer),
+            # bullets or inline markup; a chunk of headings only is quoted without markers.
+            sentences = split_sentences(strip_markup(chunk.text, headings=False))
+            sentences = sentences or split_sentences(strip_markup(chunk.text))
             for i, sentence in enumerate(sentences):
                 out.append((n, (sentence,)))
                 if i:
