@@ -26,6 +26,7 @@ from app.documents.broker import IngestionBroker
 from app.documents.live import live_documents
 from app.documents.orphans import OrphanSweep, VectorListing
 from app.documents.service import DocumentService
+from app.mcp.endpoint import McpEndpoint
 from app.rag.factory import build_backends
 from app.usage.meter import UsageMeter
 from app.usage.service import purge_usage
@@ -84,7 +85,9 @@ async def start_retention(
     return scheduler
 
 
-def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
+def make_lifespan(
+    settings: Settings, *, mcp: McpEndpoint | None = None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         async with AsyncExitStack() as stack:
@@ -134,6 +137,9 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContex
                 scheduler = await start_retention(settings, sessions)
                 # wait=False: in-flight async jobs are cancelled either way (APScheduler 3).
                 stack.callback(scheduler.shutdown, wait=False)
+            if mcp is not None:
+                # The SDK's session manager must run for the app's whole life (its task group).
+                await stack.enter_async_context(mcp.running())
             yield State(
                 settings=settings,
                 engine=engine,

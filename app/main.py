@@ -15,6 +15,7 @@ from fastapi.openapi.docs import (
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from starlette.routing import Route
 
 from app.api.bodylimit import BodyLimit
 from app.api.deps import StateDep
@@ -38,6 +39,8 @@ from app.core.logs import configure_logging
 from app.core.metrics import RequestMetricsMiddleware
 from app.core.requestid import install_request_id
 from app.lifespan import make_lifespan
+from app.mcp.endpoint import PATH as MCP_PATH
+from app.mcp.endpoint import McpEndpoint
 from app.openai_compat.errors import install_openai_error_handlers
 
 DOCS_ASSETS = "/static/docs"
@@ -139,11 +142,12 @@ def _install_openapi(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, log_format=settings.log_format)
+    mcp = McpEndpoint(settings) if settings.mcp_enabled else None
     app = FastAPI(
         title="RAG Chatbot API",
         version="0.1.0",
         description="Ask questions answered from your own knowledge base, with sources.",
-        lifespan=make_lifespan(settings),
+        lifespan=make_lifespan(settings, mcp=mcp),
         # Served by _install_docs, so that they can be turned off and follow the path prefix.
         openapi_url=None,
         docs_url=None,
@@ -176,6 +180,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(collections_router)
     app.include_router(openai_router)
     app.include_router(ops_router)
+    if mcp is not None:
+        # A Route, not a Mount: a Mount would redirect `POST /mcp` to `/mcp/`.
+        app.router.routes.append(Route(MCP_PATH, endpoint=mcp, name="mcp"))
     app.include_router(feedback_router)
     app.include_router(usage_router)
     app.include_router(admin_router)

@@ -279,6 +279,13 @@ class Settings(BaseSettings):
     openai_embedding_max_inputs: int = Field(default=256, ge=1)
     openai_embedding_max_input_chars: int = Field(default=16_000, ge=1)
 
+    # The MCP server at /mcp (Streamable HTTP) for agents and IDE assistants (issue 20)
+    mcp_enabled: bool = True
+    # search_knowledge_base's `top_k` above this is a tool error.
+    mcp_search_max_top_k: int = Field(default=20, ge=1, le=200)
+    # read_document returns at most this many characters per call.
+    mcp_read_max_chars: int = Field(default=50_000, ge=100)
+
     # Conversations, memory and streaming (issue 7)
     # Budget of the conversation's recent turns in the prompt; the question and context come first.
     chat_memory_tokens: int = Field(default=1_500, ge=0)
