@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from app.api.bodylimit import BodyLimit
 from app.api.deps import StateDep
-from app.api.middleware import install_edge
+from app.api.middleware import UnicodeEdgeMiddleware, install_edge
 from app.api.routers.admin import router as admin_router
 from app.api.routers.apikeys import router as apikeys_router
 from app.api.routers.auth import router as auth_router
@@ -34,7 +34,7 @@ from app.api.routers.openai import router as openai_router
 from app.api.routers.ops import router as ops_router
 from app.api.routers.usage import router as usage_router
 from app.core.config import Settings, load_settings
-from app.core.errors import install_error_handlers
+from app.core.errors import InternalErrorMiddleware, install_error_handlers
 from app.core.logs import configure_logging
 from app.core.metrics import RequestMetricsMiddleware
 from app.core.requestid import install_request_id
@@ -157,6 +157,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openai_error_handlers(app)
     install_edge(app, settings)
     install_request_id(app)  # outside the edge: every response and log line has the id
+    # Innermost: an unhandled error is our JSON 500 and the keep-alive connection survives.
+    app.add_middleware(InternalErrorMiddleware, handlers=app.exception_handlers)
+    # Inside BodyLimit, which bounds what it buffers; before every route and rate limit.
+    app.add_middleware(UnicodeEdgeMiddleware, handlers=app.exception_handlers)
     app.add_middleware(
         BodyLimit,
         default=settings.max_json_body_bytes,

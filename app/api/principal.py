@@ -9,15 +9,18 @@ from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import or_, select
 
 from app.api.deps import StateDep
 from app.api.state import State
 from app.apikeys.hashing import derive_pepper, looks_like_api_key
+from app.apikeys.models import ApiKey
 from app.apikeys.service import authenticate_api_key
 from app.auth.models import User
 from app.auth.principal import Principal
 from app.auth.security import InvalidToken
 from app.auth.service import issued_to, user_id_of
+from app.core.db import utcnow
 from app.core.errors import NotAuthenticated, PermissionDenied
 
 # Swagger's "Authorize" posts the password form to /api/token/; every client may instead send
@@ -51,6 +54,29 @@ async def resolve_principal(state: State, token: str) -> Principal:
     if not issued_to(user, claims):
         raise NotAuthenticated("The account no longer exists or is disabled.")
     return Principal(user=user)
+
+
+async def still_valid(state: State, principal: Principal) -> bool:
+    """Whether a principal resolved earlier still holds, for responses that outlive the
+    moment of authentication (a stream): the account exists and is active and, for an API
+    key, the key is neither revoked nor expired. One short query on a session of its own."""
+    user = principal.user
+    if principal.key_id is None:
+        query = select(User.id).where(User.id == user.id, User.is_active.is_(True))
+    else:
+        query = (
+            select(ApiKey.id)
+            .join(User, User.id == ApiKey.user_id)
+            .where(
+                ApiKey.id == principal.key_id,
+                ApiKey.user_id == user.id,
+                ApiKey.revoked_at.is_(None),
+                or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > utcnow()),
+                User.is_active.is_(True),
+            )
+        )
+    async with state["sessions"]() as session:
+        return (await session.execute(query)).first() is not None
 
 
 async def get_principal(

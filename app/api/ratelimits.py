@@ -1,5 +1,6 @@
 """Rate-limit route dependencies: per client IP and per account on the login and token
-endpoints, per user on chat and uploads. A refused request is a `429` with `Retry-After`, in
+endpoints, per account on every other password check (account deletion), per user on chat,
+uploads and embeddings. A refused request is a `429` with `Retry-After`, in
 the API's error shape (OpenAI's under /v1). Each route adds one, e.g.
 `dependencies=[ChatRateLimit]`."""
 
@@ -10,12 +11,13 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from app.api.deps import StateDep
-from app.api.principal import CurrentPrincipal
+from app.api.principal import CurrentPrincipal, LoginTokenPrincipal
 from app.auth.schemas import normalize_email
 from app.auth.security import InvalidToken
 from app.auth.service import user_id_of
 from app.core.config import Settings
 from app.core.ratelimit import RateLimiter, account_key, client_ip
+from app.core.validation import is_form_media_type, is_json_media_type
 
 
 async def get_rate_limiter(state: StateDep) -> RateLimiter:  # async: no thread-pool hop
@@ -26,17 +28,25 @@ RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 
 
 async def _body_field(request: Request, name: str) -> str | None:
-    """A field of the already parsed JSON or form body (FastAPI caches both on the request);
-    None when absent or malformed (validation answers those)."""
+    """A field of the already parsed JSON or form body (FastAPI caches both on the request),
+    read for every media-type spelling FastAPI itself parses (`Application/JSON`,
+    `application/merge-patch+json`, forms); None when absent or malformed (validation answers
+    those)."""
     value: Any
-    if request.headers.get("content-type", "").startswith("application/json"):
+    content_type = request.headers.get("content-type")
+    if is_json_media_type(content_type):
         try:
             body = await request.json()
         except ValueError:
             return None
         value = body.get(name) if isinstance(body, dict) else None
+    elif is_form_media_type(content_type):
+        try:
+            value = (await request.form()).get(name)
+        except Exception:  # a malformed form: the route's validation answers
+            return None
     else:
-        value = (await request.form()).get(name)
+        return None
     return value if isinstance(value, str) and value else None
 
 
@@ -92,7 +102,33 @@ async def limit_upload(
     )
 
 
+async def limit_password_check(
+    principal: LoginTokenPrincipal, limiter: RateLimiterDep, state: StateDep
+) -> None:
+    """A password check outside login (account deletion) counts against the same per-account
+    limit as login: a stolen access token is no unlimited password oracle. Once the limit
+    trips, even the right password is refused until the window passes, as for login."""
+    await limiter.hit(
+        "login-account",
+        state["settings"].rate_limit_login_per_account_per_minute,
+        account_key(normalize_email(principal.user.email)),
+    )
+
+
+async def limit_embeddings(
+    principal: CurrentPrincipal, limiter: RateLimiterDep, state: StateDep
+) -> None:
+    # Per user, whichever credential: each call may hold many inputs of encoder time.
+    await limiter.hit(
+        "embeddings",
+        state["settings"].rate_limit_embeddings_per_minute,
+        f"user:{principal.user.id}",
+    )
+
+
 LoginRateLimit = Depends(limit_login)
 RefreshRateLimit = Depends(limit_refresh)
 ChatRateLimit = Depends(limit_chat)
 UploadRateLimit = Depends(limit_upload)
+PasswordCheckRateLimit = Depends(limit_password_check)
+EmbeddingsRateLimit = Depends(limit_embeddings)

@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.core.db import MAX_ID
-from app.core.validation import no_nul
+from app.core.validation import UtcDatetime, no_nul
 
 
 class ApiKeyCreate(BaseModel):
@@ -15,12 +15,6 @@ class ApiKeyCreate(BaseModel):
         StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
         AfterValidator(no_nul),
     ] = Field(examples=["Open WebUI on my laptop"])
-    scopes: list[Literal["admin"]] = Field(
-        default_factory=list,
-        max_length=1,
-        description='["admin"]: the key may call /api/admin/. Only an administrator signed in '
-        "with a login token may ask for it.",
-    )
     collection_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None = Field(
         default=None,
         min_length=1,
@@ -28,8 +22,14 @@ class ApiKeyCreate(BaseModel):
         description="Limit the key to these collections of yours: it then retrieves from "
         "them alone (not your private documents, not the shared ones).",
     )
+    scopes: list[Literal["admin"]] = Field(
+        default_factory=list,
+        max_length=1,
+        description='["admin"]: the key may call /api/admin/. Only an administrator signed in '
+        "with a login token may ask for it.",
+    )
     # Timezone-aware and in the future; omitted: the key works until revoked.
-    expires_at: AwareDatetime | None = None
+    expires_at: UtcDatetime | None = None
 
 
 class ApiKeyRead(BaseModel):

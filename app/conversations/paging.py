@@ -56,4 +56,8 @@ def decode_time_id_cursor(cursor: str) -> tuple[datetime, int]:
         raise InvalidInput("The cursor is not valid.") from exc
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
+    try:  # `0001-01-01T00:00:00+05:00` is before year 1 in UTC
+        when = when.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidInput("The cursor is not valid.") from exc
     return when, _row_id(values[1])

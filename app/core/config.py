@@ -278,6 +278,8 @@ class Settings(BaseSettings):
     openai_max_request_chars: int = Field(default=400_000, ge=1)
     openai_embedding_max_inputs: int = Field(default=256, ge=1)
     openai_embedding_max_input_chars: int = Field(default=16_000, ge=1)
+    # Characters of all inputs of one POST /v1/embeddings together (its cost ceiling).
+    openai_embedding_max_request_chars: int = Field(default=100_000, ge=1)
 
     # The MCP server at /mcp (Streamable HTTP) for agents and IDE assistants (issue 20)
     mcp_enabled: bool = True
@@ -300,6 +302,9 @@ class Settings(BaseSettings):
     conversation_messages_page_max: int = Field(default=200, ge=1)
     # An SSE comment is sent at least this often while a stream waits on the upstream.
     sse_keepalive_seconds: float = Field(default=15, gt=0)
+    # An open /v1 stream re-checks its caller (account active, key unrevoked) at most this
+    # often between upstream reads, and at least this often while the upstream is silent.
+    stream_principal_check_seconds: float = Field(default=2, gt=0, le=2)
 
     # Operations: rate limits, metrics, logs, health (issue 9, part A)
     # false switches every rate limit off (benchmarks and load tests).
@@ -315,6 +320,8 @@ class Settings(BaseSettings):
     # Per user, whichever credential (JWT or API key): chat turns (/api and /v1) and uploads.
     rate_limit_chat_per_minute: int = Field(default=30, ge=1)
     rate_limit_upload_per_minute: int = Field(default=10, ge=1)
+    # POST /v1/embeddings per user, whichever credential.
+    rate_limit_embeddings_per_minute: int = Field(default=30, ge=1)
     # Peers whose X-Forwarded-For names the client (uvicorn's --forwarded-allow-ips): comma-
     # separated addresses or networks, or * (only behind a proxy that overwrites the header).
     forwarded_allow_ips: str = "127.0.0.1"
@@ -412,6 +419,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            # Starlette would then echo every origin back with credentials allowed.
+            raise ValueError(
+                "CORS_ORIGINS=* cannot be combined with CORS_ALLOW_CREDENTIALS=true: list the "
+                "front ends' origins instead"
+            )
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_TOKENS")
         if self.chat_history_default_limit > self.chat_history_max_limit:

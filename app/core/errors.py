@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import sqlalchemy.exc
@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
@@ -252,3 +254,33 @@ def install_error_handlers(app: FastAPI) -> None:
     ):
         app.add_exception_handler(kind, database_error)
     app.add_exception_handler(Exception, unhandled)
+
+
+class InternalErrorMiddleware:
+    """Renders an unhandled exception as the app's JSON 500 inside the app, the innermost
+    middleware: Starlette's ServerErrorMiddleware would render it too, but then re-raise it to
+    the server, which closes the client's keep-alive connection. An exception after the
+    response started (a stream cut mid-body) still propagates: nothing else can be sent."""
+
+    def __init__(self, app: ASGIApp, *, handlers: Mapping[Any, Callable[..., Any]]) -> None:
+        self.app = app
+        self.handlers = handlers  # the app's own dict: the /v1 wrapper installed later is seen
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            response: Response = await self.handlers[Exception](Request(scope), exc)
+            await response(scope, receive, send)

@@ -15,8 +15,9 @@ EMBEDDING_MODEL = "rag-embedding"
 
 
 class EmbeddingService:
-    """Embeds in batches of the ingestion size, one after another, so a large request queues
-    behind (and lets through) chat questions the way document ingestion does."""
+    """Embeds in the encoder's bulk lane (the ingestion lane), a batch at a time, so chat
+    questions from every user go first; a request's inputs are bounded in count, in length and
+    in total characters before any is queued."""
 
     def __init__(
         self,
@@ -26,12 +27,14 @@ class EmbeddingService:
         batch_size: int,
         max_inputs: int,
         max_input_chars: int,
+        max_request_chars: int,
     ) -> None:
         self.embedder = embedder
         self.model_names = frozenset({EMBEDDING_MODEL, *model_aliases})
         self.batch_size = batch_size
         self.max_inputs = max_inputs
         self.max_input_chars = max_input_chars
+        self.max_request_chars = max_request_chars
 
     def _inputs(self, request: EmbeddingRequest) -> list[str]:
         if request.model not in self.model_names:
@@ -49,6 +52,10 @@ class EmbeddingService:
                     f"Inputs are limited to {self.max_input_chars} characters.",
                     param=f"input[{i}]",
                 )
+        if sum(len(text) for text in texts) > self.max_request_chars:
+            raise InvalidRequest(
+                f"The inputs exceed {self.max_request_chars} characters in total.", param="input"
+            )
         if request.dimensions is not None and request.dimensions != self.embedder.dimension:
             raise InvalidRequest(
                 f"This model has {self.embedder.dimension} dimensions; it cannot be shortened.",
@@ -60,7 +67,9 @@ class EmbeddingService:
         texts = self._inputs(request)
         data: list[Embedding] = []
         for start in range(0, len(texts), self.batch_size):
-            vectors = await self.embedder.embed(texts[start : start + self.batch_size])
+            vectors = await self.embedder.embed(
+                texts[start : start + self.batch_size], priority="bulk"
+            )
             for offset, vector in enumerate(vectors):
                 value: list[float] | str
                 if request.encoding_format == "base64":

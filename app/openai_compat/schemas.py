@@ -39,8 +39,9 @@ class ChatCompletionRequest(_Lenient):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    # Selects the conversation the turn is stored in (one per distinct value).
-    user: str | None = Field(default=None, max_length=1_000)
+    # Selects the conversation the turn is stored in (one per distinct value): stored, so NUL
+    # is refused as in every stored field (PostgreSQL cannot hold it).
+    user: StorableStr | None = Field(default=None, max_length=1_000)
     n: int | None = Field(default=None, ge=1, le=1)
 
 

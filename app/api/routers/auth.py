@@ -5,10 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.api.deps import AuthServiceDep, NoStore, StateDep
-from app.api.principal import CurrentUser
-from app.api.ratelimits import LoginRateLimit, RefreshRateLimit
 from app.accounts.service import AccountDeletion
+from app.api.deps import AuthServiceDep, NoStore, StateDep
+from app.api.principal import CurrentUser, LoginTokenPrincipal
+from app.api.ratelimits import LoginRateLimit, PasswordCheckRateLimit, RefreshRateLimit
 from app.auth.schemas import (
     LoginRequest,
     LogoutRequest,
@@ -26,6 +26,7 @@ from app.core.errors import (
     InvalidCredentials,
     MalformedBody,
     NotAuthenticated,
+    PermissionDenied,
     error_responses,
 )
 from app.core.ratelimit import TooManyRequests
@@ -111,15 +112,19 @@ def get_account_deletion(state: StateDep) -> AccountDeletion:
 @router.delete(
     "/me/",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(MalformedBody, NotAuthenticated, InvalidCredentials),
+    responses=error_responses(
+        MalformedBody, NotAuthenticated, InvalidCredentials, PermissionDenied, TooManyRequests
+    ),
+    dependencies=[PasswordCheckRateLimit],
 )
 async def delete_me(
     body: PasswordConfirmation,
-    user: CurrentUser,
+    principal: LoginTokenPrincipal,
     deletion: Annotated[AccountDeletion, Depends(get_account_deletion)],
 ) -> Response:
     """Delete your account and everything it owns: messages, conversations, documents and
     their vectors, tokens and API keys. Shared documents you added as an administrator stay
-    in the shared knowledge base. Needs your password."""
-    await deletion.delete(user, body.password)
+    in the shared knowledge base. Needs your password and a login token (an API key is
+    refused with 403); the password checks count against the login limit of the account."""
+    await deletion.delete(principal.user, body.password)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

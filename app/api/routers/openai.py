@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
@@ -10,8 +11,8 @@ from fastapi.responses import StreamingResponse
 
 from app.api.access import CurrentAccess
 from app.api.deps import StateDep
-from app.api.principal import CurrentPrincipal
-from app.api.ratelimits import ChatRateLimit
+from app.api.principal import CurrentPrincipal, still_valid
+from app.api.ratelimits import ChatRateLimit, EmbeddingsRateLimit
 from app.api.routers.chat import ChatServiceDep
 from app.collections.access import CollectionAccess
 from app.openai_compat.completions import RAG_MODEL, CompletionService, collection_model
@@ -71,13 +72,15 @@ def get_embedding_service(state: StateDep) -> EmbeddingService:
         batch_size=settings.embedding_batch_size,
         max_inputs=settings.openai_embedding_max_inputs,
         max_input_chars=settings.openai_embedding_max_input_chars,
+        max_request_chars=settings.openai_embedding_max_request_chars,
     )
 
 
 @router.post(
     "/embeddings",
     response_model=EmbeddingList,
-    responses=_errors(400, 401, 404, 413, 502, 503, 504),
+    responses=_errors(400, 401, 404, 413, 429, 502, 503, 504),
+    dependencies=[EmbeddingsRateLimit],
 )
 async def create_embeddings(
     body: EmbeddingRequest,
@@ -118,11 +121,18 @@ async def create_chat_completion(
     body: ChatCompletionRequest,
     caller: CurrentPrincipal,
     service: Annotated[CompletionService, Depends(get_completion_service)],
+    state: StateDep,
 ) -> ChatCompletion | StreamingResponse:
     """Answer the last user message from your knowledge base (model `rag`), citing sources
     as `[n]`; the earlier messages are the conversation so far. `sources` is an extension."""
     if body.stream:
-        events = await service.stream(caller, body)
+        # The stream outlives this check of the credential: it re-checks it as it goes.
+        events = await service.stream(
+            caller,
+            body,
+            still_valid=functools.partial(still_valid, state, caller),
+            check_seconds=state["settings"].stream_principal_check_seconds,
+        )
         return StreamingResponse(
             events,
             media_type="text/event-stream",

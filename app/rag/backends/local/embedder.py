@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from app.core.config import Settings
+from app.core.errors import InvalidInput
+from app.core.validation import is_utf8_encodable
 from app.rag.errors import BackendUnavailable
 from app.rag.protocols import Matrix, Priority, Vector
 
@@ -95,6 +97,11 @@ class LocalEmbedder:
     go first; ingestion ("bulk") is encoded `bulk_sub_batch` texts at a time, so a query waits
     behind at most one small sub-batch, never a whole ingestion batch. Recent query vectors
     are kept, so the question of a turn is encoded once however many parts ask for it.
+
+    A merged pass holds several callers' texts (several users'), so one bad input must fail
+    only its own caller: text the tokenizer cannot take (a lone surrogate) is refused before
+    it is queued, and if a merged encode still fails, its jobs are encoded again one by one so
+    that only the culprit gets the error.
     """
 
     def __init__(
@@ -151,6 +158,9 @@ class LocalEmbedder:
     async def embed(self, texts: Sequence[str], *, priority: Priority = "query") -> Matrix:
         if not texts:
             return np.zeros((0, self._dimension), dtype=np.float32)
+        for text in texts:
+            if not isinstance(text, str) or not is_utf8_encodable(text):
+                raise InvalidInput("Text to embed must be valid Unicode (no lone surrogates).")
         if priority == "bulk":
             return await self._submit(list(texts), bulk=True)
         out = np.empty((len(texts), self._dimension), dtype=np.float32)
@@ -208,9 +218,18 @@ class LocalEmbedder:
         try:
             vectors = await self._run([t for job in batch for t in job.texts])
         except Exception as exc:
+            if len(batch) == 1:
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(exc)
+                return
+            logger.warning(
+                "a merged encode of %d requests failed (%s): encoding them one by one",
+                len(batch),
+                type(exc).__name__,
+            )
             for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+                if not job.future.done():  # not cancelled meanwhile
+                    await self._encode_queries([job])
             return
         offset = 0
         for job in batch:
