@@ -15,6 +15,7 @@ Memory is always the current conversation's own turns: the caller loads them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -23,7 +24,8 @@ from typing import Protocol
 
 from app.core.errors import UpstreamError
 from app.rag.prompts import turn_cost
-from app.rag.protocols import ChatTurn, GenerationRequest, Generator
+from app.rag.protocols import ChatTurn, GenerationRequest, Generator, TokenUsage, UsageSink
+from app.rag.text import count_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -103,15 +105,20 @@ def leans_on_context(question: str) -> bool:
 
 
 class Condenser(Protocol):
-    async def queries(self, question: str, memory: Sequence[ChatTurn]) -> list[str]:
-        """The texts to retrieve with, most specific first; `[question]` if it stands alone."""
+    async def queries(
+        self, question: str, memory: Sequence[ChatTurn], *, on_usage: UsageSink | None = None
+    ) -> list[str]:
+        """The texts to retrieve with, most specific first; `[question]` if it stands alone.
+        A condenser that calls the LLM reports that call's tokens to `on_usage`."""
         ...
 
 
 class RuleCondenser:
     """Deterministic, model-free: the follow-up alone, and with the previous user question."""
 
-    async def queries(self, question: str, memory: Sequence[ChatTurn]) -> list[str]:
+    async def queries(
+        self, question: str, memory: Sequence[ChatTurn], *, on_usage: UsageSink | None = None
+    ) -> list[str]:
         previous = previous_question(memory)
         if previous is None or not leans_on_context(question):
             return [question]
@@ -139,7 +146,9 @@ class LLMCondenser:
         )
         return [ChatTurn("system", CONDENSE_SYSTEM), ChatTurn("user", user)]
 
-    async def queries(self, question: str, memory: Sequence[ChatTurn]) -> list[str]:
+    async def queries(
+        self, question: str, memory: Sequence[ChatTurn], *, on_usage: UsageSink | None = None
+    ) -> list[str]:
         if previous_question(memory) is None:
             return [question]
         request = GenerationRequest(
@@ -150,6 +159,8 @@ class LLMCondenser:
             max_tokens=self._max_tokens,
             temperature=0.0,
         )
+        reported: list[TokenUsage] = []
+        request = dataclasses.replace(request, on_usage=reported.append)
         started = time.perf_counter()
         try:
             raw = await self._generator.generate(request)
@@ -161,6 +172,14 @@ class LLMCondenser:
             )
             return await self._fallback.queries(question, memory)
         logger.info("condensed the follow-up in %.0f ms", (time.perf_counter() - started) * 1000)
+        if on_usage is not None:  # the LLM's count, else the documented estimate
+            on_usage(
+                reported[-1]
+                if reported
+                else TokenUsage(
+                    sum(turn_cost(t) for t in request.messages), count_tokens(raw), estimated=True
+                )
+            )
         rewritten = _first_line(raw)
         if not rewritten:
             return await self._fallback.queries(question, memory)

@@ -21,6 +21,7 @@ from app.rag.protocols import (
     ScoredChunk,
     Source,
     TokenMeter,
+    UsageSink,
     VectorStore,
     Visibility,
     search_store,
@@ -114,11 +115,21 @@ class RagPipeline:
         return [best[chunk_id] for chunk_id in order[: cfg.top_k]]
 
     async def retrieve_with_memory(
-        self, question: str, *, visibility: Visibility, memory: Sequence[ChatTurn] = ()
+        self,
+        question: str,
+        *,
+        visibility: Visibility,
+        memory: Sequence[ChatTurn] = (),
+        on_usage: UsageSink | None = None,
     ) -> list[ScoredChunk]:
-        """Retrieval for a turn of a conversation: the follow-up is made standalone first."""
+        """Retrieval for a turn of a conversation: the follow-up is made standalone first
+        (an LLM condenser reports its call's tokens to `on_usage`)."""
         turns = clean_memory(memory)
-        queries = await self.condenser.queries(question, turns) if turns else [question]
+        queries = (
+            await self.condenser.queries(question, turns, on_usage=on_usage)
+            if turns
+            else [question]
+        )
         return await self.retrieve_fused(queries, visibility=visibility)
 
     def build_request(
@@ -176,7 +187,10 @@ class RagPipeline:
         metrics.CHAT_TURNS.labels(mode="stream").inc()
         with metrics.retrieval(self.store):
             relevant = await self.retrieve_with_memory(
-                question, visibility=visibility, memory=memory
+                question,
+                visibility=visibility,
+                memory=memory,
+                on_usage=meter.add if meter is not None else None,
             )
         request = self.build_request(question, relevant, memory)
         if request is None:
@@ -200,7 +214,10 @@ class RagPipeline:
         metrics.CHAT_TURNS.labels(mode="answer").inc()
         with metrics.retrieval(self.store):
             relevant = await self.retrieve_with_memory(
-                question, visibility=visibility, memory=memory
+                question,
+                visibility=visibility,
+                memory=memory,
+                on_usage=meter.add if meter is not None else None,
             )
         request = self.build_request(question, relevant, memory)
         if request is None:

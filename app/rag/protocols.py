@@ -114,6 +114,10 @@ class TokenUsage:
         return self.prompt_tokens + self.completion_tokens
 
 
+UsageSink = Callable[[TokenUsage], None]
+"""Where the tokens of an LLM call are reported."""
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """What a generator answers: the question, the numbered context and the rendered prompt.
@@ -240,4 +244,8 @@ class TokenMeter(Protocol):
 
     def report(self, usage: TokenUsage) -> None:
         """The LLM's own count for the call, when it sent one."""
+        ...
+
+    def add(self, usage: TokenUsage) -> None:
+        """Another LLM call the turn made before its answer (condensing a follow-up)."""
         ...

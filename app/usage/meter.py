@@ -161,6 +161,7 @@ class TurnMeter:
         self._prompt_estimate = 0
         self._reservation: tuple[int, date] | None = None
         self._reported: TokenUsage | None = None
+        self._earlier: list[TokenUsage] = []
         self._done = False
         self.usage: TokenUsage | None = None
 
@@ -176,6 +177,9 @@ class TurnMeter:
     def report(self, usage: TokenUsage) -> None:
         self._reported = usage
 
+    def add(self, usage: TokenUsage) -> None:
+        self._earlier.append(usage)
+
     async def settle(self, completion: str) -> TokenUsage:
         """Record the turn's tokens (the LLM's count, else our estimate of the prompt and of
         `completion`, the text it produced) in place of its reservation; idempotent."""
@@ -189,6 +193,12 @@ class TurnMeter:
             usage = self._reported
         else:
             usage = TokenUsage(self._prompt_estimate, count_tokens(completion), estimated=True)
+        for earlier in self._earlier:  # condensing the follow-up
+            usage = TokenUsage(
+                usage.prompt_tokens + earlier.prompt_tokens,
+                usage.completion_tokens + earlier.completion_tokens,
+                usage.estimated or earlier.estimated,
+            )
         reservation_id, day = self._reservation or (None, self._meter.clock().date())
         await self._meter._settle(self.user_id, reservation_id, day, self.path, usage)
         source = "estimated" if usage.estimated else "reported"

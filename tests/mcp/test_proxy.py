@@ -7,29 +7,7 @@ from __future__ import annotations
 import httpx
 from mcp_types import CallToolResult, TextContent
 
-from tests.mcp.conftest import ProxiedServer, mcp_session
-
-FACT = "The Quillon observatory keeps its telescope lens in a vault beneath Lake Varnis."
-
-
-def _key(base: str, email: str) -> str:
-    with httpx.Client(base_url=base, timeout=60) as client:
-        body = {"email": email, "username": email.split("@")[0], "password": "correct horse 1"}
-        assert client.post("/api/signup/", json=body).status_code == 201
-        login = client.post("/api/login/", json={"email": email, "password": "correct horse 1"})
-        token = login.json()["access"]
-        created = client.post(
-            "/api/keys/", json={"name": "agent"}, headers={"Authorization": f"Bearer {token}"}
-        )
-        assert created.status_code == 201, created.text
-        key = str(created.json()["key"])
-        upload = client.post(
-            "/api/documents/",
-            json={"title": "Observatory", "content": FACT},
-            headers={"Authorization": f"Bearer {key}"},
-        )
-        assert upload.status_code == 201, upload.text
-    return key
+from tests.mcp.conftest import ProxiedServer, Replicas, mcp_session, upload_with_new_key
 
 
 def _text(result: CallToolResult) -> str:
@@ -39,7 +17,7 @@ def _text(result: CallToolResult) -> str:
 async def test_tools_through_nginx_under_a_prefix_answer_from_the_document(
     proxied_server: ProxiedServer,
 ) -> None:
-    key = _key(proxied_server.prefixed, "mcp-proxy@example.com")
+    key = upload_with_new_key(proxied_server.prefixed, "mcp-proxy@example.com")
     async with mcp_session(f"{proxied_server.prefixed}/mcp", key) as session:
         tools = {t.name for t in (await session.list_tools()).tools}
         found = await session.call_tool(
@@ -70,3 +48,28 @@ async def test_post_through_nginx_without_credentials_is_401_with_www_authentica
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.json()["error"] == "not_authenticated"
+
+
+async def test_one_session_through_two_replicas_is_served_by_both(replicas: Replicas) -> None:
+    async with mcp_session(f"{replicas.proxy}/mcp", replicas.key) as session:
+        searches = [
+            await session.call_tool(
+                "search_knowledge_base", {"query": "Where is the telescope lens kept?"}
+            )
+            for _ in range(4)
+        ]
+        answers = [
+            await session.call_tool(
+                "ask_knowledge_base", {"question": "Where is the telescope lens kept?"}
+            )
+            for _ in range(2)
+        ]
+    for result in [*searches, *answers]:
+        assert not result.is_error, _text(result)
+        assert result.structured_content is not None
+    assert all(s.structured_content["results"][0]["title"] == "Observatory" for s in searches)
+    # Both turns in the key's one conversation, whichever replica stored them.
+    conversations = {a.structured_content["conversation_id"] for a in answers}
+    assert len(conversations) == 1
+    for log in replicas.logs:
+        assert '"POST /mcp HTTP/1.1" 200' in log.read_text()

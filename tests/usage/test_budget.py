@@ -220,3 +220,21 @@ async def test_failed_upstream_call_releases_its_reservation_and_records_nothing
         assert await usage_rows(state, "ada@example.com") == []
         ok = await client.post("/api/chat/", json={"message": QUESTION}, headers=headers)
         assert ok.status_code == 200, ok.text
+
+
+async def test_follow_up_turn_counts_the_condensing_call_too(
+    remote: RemoteFactory, hf: FakeHuggingFace
+) -> None:
+    async with remote() as (client, state):
+        headers = await new_user(client)
+        await client.post("/api/chat/", json={"message": QUESTION}, headers=headers)
+        calls = llm_calls(hf)
+
+        follow_up = await client.post(
+            "/api/chat/", json={"message": "And what about its population?"}, headers=headers
+        )
+
+        assert follow_up.status_code == 200, follow_up.text
+        assert llm_calls(hf) - calls == 2  # the follow-up rewritten, then answered
+        rows = await usage_rows(state, "ada@example.com")
+        assert [(r.prompt_tokens, r.completion_tokens) for r in rows] == [(10, 5), (20, 10)]

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from app.core.errors import InvalidInput, PayloadTooLarge
-from app.documents.formats.limits import ExtractionLimits, Writer, one_line
+from app.documents.formats.limits import ExtractionLimits, Writer, one_line, too_long
 from app.documents.formats.tables import render_table
 
 
@@ -62,21 +62,40 @@ def _flat_records(value: Any) -> bool:
     )
 
 
-def _write(value: Any, path: str, writer: Writer, lines: list[str]) -> None:
+class _Lines:
+    """Lines of one section, refused as soon as they would pass the character ceiling
+    (a short list of numbers under a long path makes far more text than JSON)."""
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+        self.lines: list[str] = []
+        self.size = 0
+
+    def add(self, line: str) -> None:
+        self.size += len(line) + 1
+        if self.writer.size + self.size > self.writer.limits.max_chars:
+            raise too_long(self.writer.limits)
+        self.lines.append(line)
+
+    def flush(self) -> None:
+        self.writer.lines(self.lines)
+        self.lines, self.size = [], 0
+
+
+def _write(value: Any, path: str, out: _Lines) -> None:
     if _flat_records(value):
         keys = list(dict.fromkeys(k for item in value for k in item))
         rows = [keys, *([_scalar(item.get(k, "")) for k in keys] for item in value)]
-        lines.extend(f"{path}: {row}" if path else row for row in render_table(rows))
+        for row in render_table(rows):
+            out.add(f"{path}: {row}" if path else row)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _write(item, f"{path}.{key}" if path else str(key), writer, lines)
+            _write(item, f"{path}.{key}" if path else str(key), out)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _write(item, f"{path}[{index}]", writer, lines)
+            _write(item, f"{path}[{index}]", out)
     else:
-        lines.append(f"{path}: {_scalar(value)}" if path else _scalar(value))
-        if len(lines) % 1000 == 0 and sum(map(len, lines)) > writer.limits.max_chars:
-            writer.lines(lines)  # raises past the ceiling
+        out.add(f"{path}: {_scalar(value)}" if path else _scalar(value))
 
 
 def extract_json(data: bytes, limits: ExtractionLimits) -> str:
@@ -89,23 +108,19 @@ def extract_json(data: bytes, limits: ExtractionLimits) -> str:
     except (json.JSONDecodeError, RecursionError) as exc:
         raise InvalidInput("The JSON file could not be parsed.") from exc
     writer = Writer(limits)
+    out = _Lines(writer)
     if isinstance(value, dict):
-        scalars: list[str] = []
         for key, item in value.items():
             if isinstance(item, dict | list):
-                writer.lines(scalars)
-                scalars = []
+                out.flush()
                 writer.heading(1, str(key))
-                lines: list[str] = []
-                _write(item, "", writer, lines)
-                writer.lines(lines)
+                _write(item, "", out)
+                out.flush()
             else:
-                scalars.append(f"{key}: {_scalar(item)}")
-        writer.lines(scalars)
+                out.add(f"{key}: {_scalar(item)}")
     else:
-        lines = []
-        _write(value, "", writer, lines)
-        writer.lines(lines)
+        _write(value, "", out)
+    out.flush()
     return writer.text()
 
 
