@@ -247,14 +247,17 @@ class ChatService:
         *,
         interrupted: bool = False,
     ) -> int:
-        return await self._store(
-            user_id,
-            conversation_id,
-            "bot",
-            text,
-            [dataclasses.asdict(s) for s in sources],
-            interrupted=interrupted,
-        )
+        try:
+            return await self._store(
+                user_id,
+                conversation_id,
+                "bot",
+                text,
+                [dataclasses.asdict(s) for s in sources],
+                interrupted=interrupted,
+            )
+        except IntegrityError as exc:  # the conversation went with its owner meanwhile
+            raise ConversationNotFound() from exc
 
     async def history(
         self,
@@ -376,12 +379,16 @@ class StreamedReply:
                     if self._failed and self._meter is not None:
                         await self._meter.release()
                     elif not self._failed and self._result is None:
-                        result = await self.finish(interrupted=True)
-                        logger.info(
-                            "stream interrupted: stored %d characters as message %d",
-                            len(result.answer.text),
-                            result.message_id,
-                        )
+                        try:
+                            result = await self.finish(interrupted=True)
+                        except (ConversationNotFound, IntegrityError):  # owner deleted meanwhile
+                            logger.info("stream interrupted: its conversation is gone")
+                        else:
+                            logger.info(
+                                "stream interrupted: stored %d characters as message %d",
+                                len(result.answer.text),
+                                result.message_id,
+                            )
 
     async def _produce(self, queue: asyncio.Queue[str | BaseException | None]) -> None:
         # One task reads the upstream from start to end: its network reads are where a
@@ -416,7 +423,12 @@ class StreamedReply:
         except UpstreamError as exc:
             yield self._event("error", {"error": exc.code, "detail": exc.detail})
             return
-        result = await self.finish()
+        try:
+            result = await self.finish()
+        except (ConversationNotFound, IntegrityError):  # deleted with its owner meanwhile
+            gone = ConversationNotFound()
+            yield self._event("error", {"error": gone.code, "detail": gone.detail})
+            return
         yield self._event(
             "done",
             {

@@ -160,3 +160,34 @@ async def test_stream_valid_caller_gets_whole_answer_and_done(
     assert json.loads(data[-2])["choices"][0]["finish_reason"] == "stop"
     content = "".join(json.loads(d)["choices"][0]["delta"].get("content", "") for d in data[:-2])
     assert content == fake.answer
+
+
+@pytest.fixture
+def short_trickle() -> Iterator[tuple[HeldStream, str]]:
+    fake = HeldStream(after=40, trickle=0.02)
+    with serve(fake.app) as url:
+        yield fake, url
+
+
+async def test_api_stream_account_deleted_mid_answer_ends_with_error_event(
+    app_factory: AppFactory, short_trickle: tuple[HeldStream, str]
+) -> None:
+    """The same class on /api/chat/stream/: the answer cannot be stored once its conversation
+    went with its owner; the stream ends with an `error` event, not an unhandled exception."""
+    fake, url = short_trickle
+    async with app_factory(**remote_settings(url)) as (client, _):
+        jwt, _, _ = await _setup(client)
+        stream = asyncio.create_task(
+            client.post("/api/chat/stream/", json={"message": QUESTION}, headers=jwt)
+        )
+        assert await asyncio.to_thread(fake.midway.wait, WAIT)
+        deleted = await client.request(
+            "DELETE", "/api/me/", json={"password": PASSWORD}, headers=jwt
+        )
+        response = await asyncio.wait_for(stream, WAIT)
+
+    assert deleted.status_code == 204
+    assert response.status_code == 200
+    last = response.text.strip().split("\n\n")[-1]
+    assert last.startswith("event: error"), response.text[-300:]
+    assert json.loads(last.split("data: ", 1)[1])["error"] == "not_found"
