@@ -10,15 +10,24 @@ conversations; "with" is what a chat turn does now (`RagPipeline.retrieve_with_m
 The full run adds synthetic distractor passages (bench/corpus.py) to the knowledge base and
 also measures the dense-only retrieval mode.
 
+With an LLM (`condense="llm"`) a follow-up is condensed by a model call only when the rules
+say it leans on the conversation. The "condensing gate" rows count, on the same dialogues and
+index, how many turns with memory skip that call, and compare hit@3 with the call made on
+every turn. No model runs offline, so the call is answered by `RewriteStandIn`: the previous
+question and the follow-up joined, the rewrite that wins on follow-ups (see
+docs/benchmarks.md); the rows measure what skipping changes, not a model's rewriting.
+
     .venv/bin/python -m bench.bench_followup [--quick] [--json out.json]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +37,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.documents.models import Document, DocumentStatus
 from app.rag.backends.local import LocalEmbedder
 from app.rag.factory import build_generator, build_store, pipeline_config
+from app.rag.memory import CONDENSE_SYSTEM, LLMCondenser
 from app.rag.pipeline import RagPipeline
-from app.rag.protocols import ChatTurn, ChunkRecord, VectorStore, Visibility
+from app.rag.protocols import (
+    ChatTurn,
+    ChunkRecord,
+    GenerationRequest,
+    Generator,
+    VectorStore,
+    Visibility,
+)
 from bench import corpus
 from bench.harness import Goal, Result, bench_settings, cli, fresh_database
 
@@ -88,6 +105,78 @@ class Evaluation:
     @property
     def switch(self) -> float:
         return self.switch_hits / self.dialogues
+
+
+@dataclass(frozen=True, slots=True)
+class GateRun:
+    """One evaluation with the LLM condenser: its hit rates and how many calls it made."""
+
+    evaluation: Evaluation
+    calls: int
+
+    @property
+    def turns(self) -> int:
+        """Turns with memory: each dialogue's follow-up and its change of topic."""
+        return 2 * self.evaluation.dialogues
+
+
+@dataclass(frozen=True, slots=True)
+class GateEvaluation:
+    always: GateRun
+    when_needed: GateRun
+
+    @property
+    def skipped(self) -> int:
+        return self.when_needed.turns - self.when_needed.calls
+
+
+class RewriteStandIn:
+    """A generator for the condensing call: answers it with the previous user question and the
+    follow-up joined (no model runs offline), counting the calls; other requests go to
+    `inner` (the extractive generator)."""
+
+    def __init__(self, inner: Generator) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    @staticmethod
+    def is_condense(request: GenerationRequest) -> bool:
+        return bool(request.messages) and request.messages[0].content == CONDENSE_SYSTEM
+
+    async def generate(self, request: GenerationRequest) -> str:
+        if not self.is_condense(request):
+            return await self.inner.generate(request)
+        self.calls += 1
+        conversation = request.messages[1].content.split("\n\nLast question:", 1)[0]
+        users = [line for line in conversation.splitlines() if line.startswith("User: ")]
+        previous = users[-1].removeprefix("User: ") if users else ""
+        return f"{previous} {request.question}".strip()
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
+        return self.inner.stream(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def evaluate_gate(pipeline: RagPipeline, dialogues: list[Dialogue]) -> GateEvaluation:
+    """The dialogues with the LLM condenser (answered by `RewriteStandIn`), called on every
+    turn with memory and then only when the rules say the question needs it."""
+    rewriter = RewriteStandIn(pipeline.generator)
+    config = dataclasses.replace(pipeline.config, condense="llm")
+    runs = []
+    for only_when_needed in (False, True):
+        gated = RagPipeline(pipeline.embedder, pipeline.store, rewriter, config)
+        gated.condenser = LLMCondenser(
+            rewriter,
+            max_tokens=config.condense_max_tokens,
+            deadline_seconds=config.condense_deadline_seconds,
+            only_when_needed=only_when_needed,
+        )
+        rewriter.calls = 0
+        evaluation = await evaluate(gated, dialogues)
+        runs.append(GateRun(evaluation, rewriter.calls))
+    return GateEvaluation(*runs)
 
 
 async def index_documents(
@@ -158,9 +247,15 @@ async def evaluate(pipeline: RagPipeline, dialogues: list[Dialogue]) -> Evaluati
 
 
 async def measure(
-    embedder: LocalEmbedder, followups: FollowupSet, distractors: list[str], **settings: Any
-) -> tuple[Evaluation, RagPipeline]:
-    """One evaluation on a fresh database, with the pipeline the app would build."""
+    embedder: LocalEmbedder,
+    followups: FollowupSet,
+    distractors: list[str],
+    *,
+    gate: bool = False,
+    **settings: Any,
+) -> tuple[Evaluation, RagPipeline, GateEvaluation | None]:
+    """One evaluation on a fresh database, with the pipeline the app would build; with `gate`,
+    the condensing gate's too, on the same index."""
     with tempfile.TemporaryDirectory() as tmp:
         async with fresh_database(Path(tmp) / "followup.db", **settings) as db:
             store = await build_store(db.settings, db.sessions)
@@ -170,7 +265,9 @@ async def measure(
                 )
                 generator = build_generator(db.settings, embedder)
                 pipeline = RagPipeline(embedder, store, generator, pipeline_config(db.settings))
-                return await evaluate(pipeline, followups.dialogues), pipeline
+                evaluation = await evaluate(pipeline, followups.dialogues)
+                gated = await evaluate_gate(pipeline, followups.dialogues) if gate else None
+                return evaluation, pipeline, gated
             finally:
                 await store.aclose()
 
@@ -182,11 +279,12 @@ async def run(quick: bool) -> Result:
     embedder = await LocalEmbedder.load(bench_settings("sqlite+aiosqlite://"))
     try:
         start = time.perf_counter()
-        evaluation, pipeline = await measure(embedder, followups, distractors)
+        evaluation, pipeline, gate = await measure(embedder, followups, distractors, gate=True)
         seconds = time.perf_counter() - start
+        assert gate is not None
         dense = None
         if not quick:
-            dense, _ = await measure(embedder, followups, distractors, retrieval_mode="dense")
+            dense, _, _ = await measure(embedder, followups, distractors, retrieval_mode="dense")
     finally:
         await embedder.aclose()
     config = pipeline.config
@@ -211,6 +309,19 @@ async def run(quick: bool) -> Result:
             "hit_at_3_topic_switch": evaluation.switch,
             "seconds": seconds,
         },
+    )
+    always, when_needed = gate.always, gate.when_needed
+    result.metrics.update(
+        {
+            "condense_turns": when_needed.turns,
+            "condense_calls_always": always.calls,
+            "condense_calls_when_needed": when_needed.calls,
+            "condense_skipped": gate.skipped,
+            "condense_always_hit_at_3": always.evaluation.with_memory,
+            "condense_when_needed_hit_at_3": when_needed.evaluation.with_memory,
+            "condense_always_topic_switch": always.evaluation.switch,
+            "condense_when_needed_topic_switch": when_needed.evaluation.switch,
+        }
     )
     if dense is not None:
         result.metrics["dense_hit_at_3_with_memory"] = dense.with_memory
@@ -247,7 +358,23 @@ async def run(quick: bool) -> Result:
             "RETRIEVAL_MODE=dense: with / without / topic",
             f"{dense.with_memory:.3f} / {dense.without_memory:.3f} / {dense.switch:.3f}",
         )
-    result.row("time", f"{seconds:.1f} s for {evaluation.dialogues} dialogues (two turns each)")
+    result.row(
+        "LLM condensing: calls skipped",
+        f"{gate.skipped} of {when_needed.turns} turns with memory "
+        f"({always.calls} calls when always, {when_needed.calls} when needed)",
+    )
+    result.row(
+        "LLM condensing: follow-up hit@3 always / when needed",
+        f"{always.evaluation.with_memory:.3f} / {when_needed.evaluation.with_memory:.3f}",
+    )
+    result.row(
+        "LLM condensing: change of topic always / when needed",
+        f"{always.evaluation.switch:.3f} / {when_needed.evaluation.switch:.3f}",
+    )
+    result.row(
+        "time",
+        f"{seconds:.1f} s for {evaluation.dialogues} dialogues (two turns each), three times",
+    )
     result.goals.append(
         Goal(
             "hit@3 with memory",
@@ -257,6 +384,14 @@ async def run(quick: bool) -> Result:
         )
     )
     result.goals.append(Goal("gain over without", gain, f">= +{GOAL_GAIN}", gain >= GOAL_GAIN))
+    result.goals.append(
+        Goal(
+            "condensing only when needed keeps follow-up hit@3",
+            when_needed.evaluation.with_memory - always.evaluation.with_memory,
+            ">= 0",
+            when_needed.evaluation.with_memory >= always.evaluation.with_memory,
+        )
+    )
     if evaluation.misses_with_memory:
         result.notes.append("missed with memory: " + ", ".join(evaluation.misses_with_memory))
     return result

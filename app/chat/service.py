@@ -46,6 +46,9 @@ class TurnResult:
 
 @dataclass(frozen=True, slots=True)
 class _Turn:
+    """A turn whose question is stored: what the pipeline answers from."""
+
+    text: str
     conversation_id: int
     memory: list[ChatTurn]
 
@@ -104,13 +107,11 @@ class ChatService:
         """Answer `message` in a conversation; `memory`, when given, replaces the stored turns
         as the conversation so far (OpenAI clients send their own history). `usage_path`
         names the API the turn's tokens are recorded under."""
-        text = self.validate(message)
         meter = await self.usage.start(user, usage_path) if self.usage else None
-        # Stored first, so the question survives an upstream failure.
-        turn = await self._begin_turn(user.id, text, conversation_id, conversation_ref, memory)
+        turn = await self._begin_turn(user.id, message, conversation_id, conversation_ref, memory)
         async with released_on_error(meter):
             answer = await self.pipeline.answer(
-                text, visibility=visibility, memory=turn.memory, meter=meter
+                turn.text, visibility=visibility, memory=turn.memory, meter=meter
             )
         usage = await meter.settle(answer.text) if meter else None
         message_id = await self.store_bot_answer(
@@ -130,23 +131,26 @@ class ChatService:
         usage_path: str = "stream",
     ) -> StreamedReply:
         """Store the question and retrieve; the answer is generated as the reply is read."""
-        text = self.validate(message)
         meter = await self.usage.start(user, usage_path) if self.usage else None
-        turn = await self._begin_turn(user.id, text, conversation_id, conversation_ref, memory)
+        turn = await self._begin_turn(user.id, message, conversation_id, conversation_ref, memory)
         async with released_on_error(meter):
             streamed = await self.pipeline.stream_answer(
-                text, visibility=visibility, memory=turn.memory, meter=meter
+                turn.text, visibility=visibility, memory=turn.memory, meter=meter
             )
         return StreamedReply(self, user.id, turn.conversation_id, streamed, meter=meter)
 
     async def _begin_turn(
         self,
         user_id: int,
-        text: str,
+        message: str,
         conversation_id: int | None,
         conversation_ref: str | None,
         memory: Sequence[ChatTurn] | None,
     ) -> _Turn:
+        """The steps every turn takes before it is answered, plainly or streamed: validate the
+        question, find or create its conversation, load the memory, and store the question
+        first, so it survives an upstream failure."""
+        text = self.validate(message)
         async with self.sessions() as session:
             conversation = await self._find_conversation(
                 ConversationRepository(session), user_id, conversation_id, conversation_ref
@@ -165,7 +169,7 @@ class ChatService:
             await self._store(user_id, conversation_id, "user", text, title=text)
         except IntegrityError as exc:  # deleted since it was found
             raise ConversationNotFound() from exc
-        return _Turn(conversation_id, list(memory) if memory is not None else turns)
+        return _Turn(text, conversation_id, list(memory) if memory is not None else turns)
 
     @staticmethod
     async def _find_conversation(

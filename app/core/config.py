@@ -295,6 +295,11 @@ class Settings(BaseSettings):
     chat_memory_max_messages: int = Field(default=20, ge=0, le=500)
     # Output bound of the LLM call that rewrites a follow-up into a standalone question.
     chat_condense_max_tokens: int = Field(default=64, ge=8)
+    # One budget for all of a turn's upstream retries (condensing, embedding, answering), so
+    # an outage answers 503 within it, not once per call; the condensing call's share of it
+    # (past that, the follow-up is retrieved by the rules).
+    chat_turn_deadline_seconds: float = Field(default=20, gt=0)
+    chat_condense_deadline_seconds: float = Field(default=3, gt=0)
     conversation_title_chars: int = Field(default=60, ge=8, le=200)
     conversations_page_default: int = Field(default=20, ge=1)
     conversations_page_max: int = Field(default=100, ge=1)

@@ -84,6 +84,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
     return PipelineConfig(
         top_k=settings.rag_top_k,
         min_score=settings.rag_min_score,
+        rrf_k=settings.retrieval_rrf_k,
         fallback=settings.rag_fallback,
         context_tokens=settings.llm_context_tokens,
         max_tokens=settings.llm_max_tokens,
@@ -92,6 +93,8 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         # Follow-ups: model-free rules for the extractive default, a condensing call with an LLM.
         condense="llm" if settings.resolved_llm_backend == "huggingface" else "rules",
         condense_max_tokens=settings.chat_condense_max_tokens,
+        turn_deadline_seconds=settings.chat_turn_deadline_seconds,
+        condense_deadline_seconds=settings.chat_condense_deadline_seconds,
     )
 
 

@@ -8,13 +8,16 @@ retrieve with (their rankings are fused by the pipeline):
   built on pronouns such as "those" or "it") is retrieved as itself and together with the
   previous user question.
 * `LLMCondenser` asks the configured generator for a standalone rewrite (a short prompt and a
-  low `max_tokens`), logs its latency, and falls back to the rules if the call fails.
+  low `max_tokens`), logs its latency, and falls back to the rules if the call fails or
+  outlasts its share of the turn's deadline. A question the rules judge standalone is not
+  sent at all: it is retrieved as asked, and the turn saves an LLM round trip.
 
 Memory is always the current conversation's own turns: the caller loads them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -22,7 +25,9 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
+from app.core import deadline
 from app.core.errors import UpstreamError
+from app.rag.prompts import fit_memory as fit_memory  # re-exported: memory's contract
 from app.rag.prompts import turn_cost
 from app.rag.protocols import ChatTurn, GenerationRequest, Generator, TokenUsage, UsageSink
 from app.rag.text import count_tokens
@@ -71,24 +76,6 @@ def clean_memory(memory: Sequence[ChatTurn]) -> list[ChatTurn]:
     return out
 
 
-def fit_memory(memory: Sequence[ChatTurn], *, budget_tokens: int) -> list[ChatTurn]:
-    """The newest turns whose total fits `budget_tokens`, in their original order.
-
-    Turns are taken newest first and the first that does not fit ends the memory: a gap in the
-    middle of a conversation would misrepresent it.
-    """
-    kept: list[ChatTurn] = []
-    used = 0
-    for turn in reversed(memory):
-        cost = turn_cost(turn)
-        if used + cost > budget_tokens:
-            break
-        kept.append(turn)
-        used += cost
-    kept.reverse()
-    return kept
-
-
 def previous_question(memory: Sequence[ChatTurn]) -> str | None:
     return next((t.content for t in reversed(memory) if t.role == "user"), None)
 
@@ -128,9 +115,19 @@ class RuleCondenser:
 class LLMCondenser:
     """Rewrites a follow-up with the configured generator; the rules are its fallback."""
 
-    def __init__(self, generator: Generator, *, max_tokens: int = 64) -> None:
+    def __init__(
+        self,
+        generator: Generator,
+        *,
+        max_tokens: int = 64,
+        deadline_seconds: float = 3.0,
+        only_when_needed: bool = True,
+    ) -> None:
         self._generator = generator
         self._max_tokens = max_tokens
+        # The call's share of the turn: its retries and its wait for the reply together.
+        self._deadline_seconds = deadline_seconds
+        self._only_when_needed = only_when_needed
         self._fallback = RuleCondenser()
 
     @staticmethod
@@ -151,6 +148,8 @@ class LLMCondenser:
     ) -> list[str]:
         if previous_question(memory) is None:
             return [question]
+        if self._only_when_needed and not leans_on_context(question):
+            return [question]
         request = GenerationRequest(
             question=question,
             contexts=[],
@@ -163,12 +162,14 @@ class LLMCondenser:
         request = dataclasses.replace(request, on_usage=reported.append)
         started = time.perf_counter()
         try:
-            raw = await self._generator.generate(request)
-        except UpstreamError as exc:
+            with deadline.within(self._deadline_seconds) as share:
+                async with asyncio.timeout(max(0.0, share.remaining())):
+                    raw = await self._generator.generate(request)
+        except (UpstreamError, TimeoutError) as exc:
             logger.warning(
                 "condensing the follow-up failed after %.0f ms (%s); using the rules",
                 (time.perf_counter() - started) * 1000,
-                exc.code,
+                exc.code if isinstance(exc, UpstreamError) else "out of time",
             )
             return await self._fallback.queries(question, memory)
         logger.info("condensed the follow-up in %.0f ms", (time.perf_counter() - started) * 1000)

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from app.core import metrics
+from app.core import deadline, metrics
 from app.rag import prompts
+from app.rag.fusion import reciprocal_rank_fusion
 from app.rag.markup import strip_markup
-from app.rag.memory import Condenser, LLMCondenser, RuleCondenser, clean_memory, fit_memory
+from app.rag.memory import Condenser, LLMCondenser, RuleCondenser, clean_memory
 from app.rag.protocols import (
     Answer,
     ChatTurn,
@@ -30,11 +31,10 @@ from app.rag.protocols import (
 logger = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 240
-# Reciprocal rank fusion of several queries' rankings (Cormack et al. 2009 use k = 60; a small
-# k lets the first query's top hits lead). Later queries count less: the first is the most
-# specific (the follow-up with its context). Chosen with bench/bench_followup.py, which also
-# checks that a change of topic still finds the new topic's document.
-RRF_K = 5
+# A follow-up's several queries are fused by reciprocal rank (app.rag.fusion, RETRIEVAL_RRF_K);
+# later queries count less: the first is the most specific (the follow-up with its context).
+# Chosen with bench/bench_followup.py, which also checks that a change of topic still finds the
+# new topic's document.
 QUERY_WEIGHT_DECAY = 0.25
 
 
@@ -42,6 +42,7 @@ QUERY_WEIGHT_DECAY = 0.25
 class PipelineConfig:
     top_k: int = 3
     min_score: float = 0.3
+    rrf_k: int = 2  # RETRIEVAL_RRF_K
     fallback: Literal["refuse", "general"] = "refuse"
     context_tokens: int = 8_192
     max_tokens: int = 512
@@ -51,6 +52,10 @@ class PipelineConfig:
     memory_tokens: int = 1_500
     condense: Literal["rules", "llm"] = "rules"
     condense_max_tokens: int = 64
+    # One budget per turn for every upstream call's retries (condensing, retrieval, answer),
+    # and the condensing call's share of it (app.core.deadline).
+    turn_deadline_seconds: float = 20.0
+    condense_deadline_seconds: float = 3.0
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
@@ -74,7 +79,11 @@ class RagPipeline:
         self.generator = generator
         self.config = config or PipelineConfig()
         self.condenser: Condenser = (
-            LLMCondenser(generator, max_tokens=self.config.condense_max_tokens)
+            LLMCondenser(
+                generator,
+                max_tokens=self.config.condense_max_tokens,
+                deadline_seconds=self.config.condense_deadline_seconds,
+            )
             if self.config.condense == "llm"
             else RuleCondenser()
         )
@@ -98,21 +107,19 @@ class RagPipeline:
         vectors = await self.embedder.embed(list(queries))
         # A deeper pool than top_k, so a chunk ranked 4th by both queries can still win.
         depth = cfg.top_k * 3
-        fused: dict[str, float] = {}
+        rankings: list[tuple[float, list[str]]] = []
         best: dict[str, ScoredChunk] = {}
         for n, vector in enumerate(vectors):
-            weight = QUERY_WEIGHT_DECAY**n
             matches = await search_store(
                 self.store, queries[n], vector, top_k=depth, visibility=visibility
             )
-            for rank, match in enumerate(matches):
-                if match.score < cfg.min_score:
-                    continue
-                fused[match.id] = fused.get(match.id, 0.0) + weight / (RRF_K + rank + 1)
+            passing = [match for match in matches if match.score >= cfg.min_score]
+            rankings.append((QUERY_WEIGHT_DECAY**n, [match.id for match in passing]))
+            for match in passing:
                 if match.id not in best or match.score > best[match.id].score:
                     best[match.id] = match
-        order = sorted(fused, key=lambda chunk_id: fused[chunk_id], reverse=True)
-        return [best[chunk_id] for chunk_id in order[: cfg.top_k]]
+        order = reciprocal_rank_fusion(rankings, k=cfg.rrf_k)
+        return [best[chunk_id] for chunk_id, _ in order[: cfg.top_k]]
 
     async def retrieve_with_memory(
         self,
@@ -135,45 +142,47 @@ class RagPipeline:
     def build_request(
         self, question: str, relevant: list[ScoredChunk], memory: Sequence[ChatTurn] = ()
     ) -> GenerationRequest | None:
-        """The generator's input, or None when nothing is relevant and the fallback refuses.
-
-        The question and the context are fitted first; the conversation's newest turns fill
-        what is left, up to `memory_tokens`.
-        """
+        """The generator's input, or None when nothing is relevant and the fallback refuses
+        (the fit itself is `prompts.fit_prompt`)."""
         cfg = self.config
-        budget = cfg.context_tokens - cfg.max_tokens
-        turns = clean_memory(memory)
-        if relevant:
-            contexts = prompts.fit_context(question, relevant, budget_tokens=budget)
-            if contexts:
-                base = prompts.grounded_messages(question, contexts)
-                history = self._fit_memory(turns, base, budget)
-                return GenerationRequest(
-                    question=question,
-                    contexts=contexts,
-                    messages=prompts.grounded_messages(question, contexts, history),
-                    max_tokens=cfg.max_tokens,
-                    temperature=cfg.temperature,
-                )
-        if cfg.fallback == "refuse":
+        fitted = prompts.fit_prompt(
+            question,
+            relevant,
+            clean_memory(memory),
+            budget_tokens=cfg.context_tokens - cfg.max_tokens,
+            memory_tokens=cfg.memory_tokens,
+            general_fallback=cfg.fallback == "general",
+        )
+        if fitted is None:
             return None
-        history = self._fit_memory(turns, prompts.general_messages(question), budget)
         return GenerationRequest(
             question=question,
-            contexts=[],
-            messages=prompts.general_messages(question, history),
-            grounded=False,
+            contexts=fitted.contexts,
+            messages=fitted.messages,
+            grounded=fitted.grounded,
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature,
         )
 
-    def _fit_memory(
-        self, turns: list[ChatTurn], prompt: list[ChatTurn], budget: int
-    ) -> list[ChatTurn]:
-        if not turns:
-            return []
-        left = budget - sum(prompts.turn_cost(turn) for turn in prompt)
-        return fit_memory(turns, budget_tokens=max(0, min(self.config.memory_tokens, left)))
+    async def _prepare(
+        self,
+        question: str,
+        visibility: Visibility,
+        memory: Sequence[ChatTurn],
+        mode: str,
+        meter: TokenMeter | None = None,
+    ) -> GenerationRequest | None:
+        """The steps a turn shares whichever way it is answered: count it, retrieve with the
+        conversation, fit the prompt. Runs under the turn's deadline."""
+        metrics.CHAT_TURNS.labels(mode=mode).inc()
+        with metrics.retrieval(self.store):
+            relevant = await self.retrieve_with_memory(
+                question,
+                visibility=visibility,
+                memory=memory,
+                on_usage=meter.add if meter is not None else None,
+            )
+        return self.build_request(question, relevant, memory)
 
     async def stream_answer(
         self,
@@ -183,23 +192,19 @@ class RagPipeline:
         memory: Sequence[ChatTurn] = (),
         meter: TokenMeter | None = None,
     ) -> StreamedAnswer:
-        """Retrieve now (errors surface here), then generate as the deltas are consumed."""
-        metrics.CHAT_TURNS.labels(mode="stream").inc()
-        with metrics.retrieval(self.store):
-            relevant = await self.retrieve_with_memory(
-                question,
-                visibility=visibility,
-                memory=memory,
-                on_usage=meter.add if meter is not None else None,
-            )
-        request = self.build_request(question, relevant, memory)
+        """Retrieve now (errors surface here), then generate as the deltas are consumed; the
+        generation's retries share the turn's deadline with what came before."""
+        with deadline.within(self.config.turn_deadline_seconds) as turn:
+            request = await self._prepare(question, visibility, memory, "stream", meter)
         if request is None:
             return StreamedAnswer(_single(prompts.NO_RELEVANT_DOCUMENTS), [], grounded=False)
         request = await metered(request, meter)
+        deltas = deadline.bounded(self.generator.stream(request), turn)
         if not request.grounded:
-            deltas = _prefixed(prompts.GENERAL_KNOWLEDGE_NOTICE, self.generator.stream(request))
-            return StreamedAnswer(deltas, [], grounded=False)
-        deltas = metrics.observed_stream(self.generator.stream(request), self.generator)
+            return StreamedAnswer(
+                _prefixed(prompts.GENERAL_KNOWLEDGE_NOTICE, deltas), [], grounded=False
+            )
+        deltas = metrics.observed_stream(deltas, self.generator)
         return StreamedAnswer(deltas, sources_of(request.contexts))
 
     async def answer(
@@ -210,21 +215,15 @@ class RagPipeline:
         memory: Sequence[ChatTurn] = (),
         meter: TokenMeter | None = None,
     ) -> Answer:
-        """Answer `question`; `memory` is the conversation so far (roles "user"/"assistant")."""
-        metrics.CHAT_TURNS.labels(mode="answer").inc()
-        with metrics.retrieval(self.store):
-            relevant = await self.retrieve_with_memory(
-                question,
-                visibility=visibility,
-                memory=memory,
-                on_usage=meter.add if meter is not None else None,
-            )
-        request = self.build_request(question, relevant, memory)
-        if request is None:
-            return Answer(text=prompts.NO_RELEVANT_DOCUMENTS, sources=[], grounded=False)
-        request = await metered(request, meter)
-        with metrics.generation(self.generator):
-            text = (await self.generator.generate(request)).strip()
+        """Answer `question`; `memory` is the conversation so far (roles "user"/"assistant").
+        Every upstream call of the turn retries within one deadline, `turn_deadline_seconds`."""
+        with deadline.within(self.config.turn_deadline_seconds):
+            request = await self._prepare(question, visibility, memory, "answer", meter)
+            if request is None:
+                return Answer(text=prompts.NO_RELEVANT_DOCUMENTS, sources=[], grounded=False)
+            request = await metered(request, meter)
+            with metrics.generation(self.generator):
+                text = (await self.generator.generate(request)).strip()
         if not request.grounded:
             return Answer(text=prompts.GENERAL_KNOWLEDGE_NOTICE + text, sources=[], grounded=False)
         return Answer(text=text, sources=sources_of(request.contexts))

@@ -1,8 +1,10 @@
-"""Prompt templates. The context is numbered so the model can cite `[n]`."""
+"""Prompt templates, and the one fit of a question, its context and the conversation into the
+model's window (`fit_prompt`). The context is numbered so the model can cite `[n]`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from app.rag.protocols import ChatTurn, ScoredChunk
 from app.rag.text import count_tokens
@@ -61,3 +63,59 @@ def fit_context(
             break
         kept.pop()
     return kept
+
+
+def fit_memory(memory: Sequence[ChatTurn], *, budget_tokens: int) -> list[ChatTurn]:
+    """The newest turns whose total fits `budget_tokens`, in their original order.
+
+    Turns are taken newest first and the first that does not fit ends the memory: a gap in the
+    middle of a conversation would misrepresent it.
+    """
+    kept: list[ChatTurn] = []
+    used = 0
+    for turn in reversed(memory):
+        cost = turn_cost(turn)
+        if used + cost > budget_tokens:
+            break
+        kept.append(turn)
+        used += cost
+    kept.reverse()
+    return kept
+
+
+@dataclass(frozen=True, slots=True)
+class FittedPrompt:
+    """The messages for the generator; `contexts[i]` is cited as `[i + 1]` (empty when not
+    `grounded`: the general-knowledge prompt)."""
+
+    messages: list[ChatTurn]
+    contexts: list[ScoredChunk]
+    grounded: bool
+
+
+def fit_prompt(
+    question: str,
+    relevant: Sequence[ScoredChunk],
+    memory: Sequence[ChatTurn],
+    *,
+    budget_tokens: int,
+    memory_tokens: int,
+    general_fallback: bool,
+) -> FittedPrompt | None:
+    """Fit one prompt into `budget_tokens`: the question and the context first (the weakest
+    chunks dropped until they fit), then the conversation's newest turns (`memory`, already
+    cleaned) in what is left, up to `memory_tokens`. With no chunk that fits, the
+    general-knowledge prompt if `general_fallback`, else None (the caller refuses)."""
+    contexts = fit_context(question, relevant, budget_tokens=budget_tokens) if relevant else []
+    if contexts:
+        base, grounded = grounded_messages(question, contexts), True
+    elif general_fallback:
+        base, grounded = general_messages(question), False
+    else:
+        return None
+    history: list[ChatTurn] = []
+    if memory:
+        left = budget_tokens - sum(turn_cost(turn) for turn in base)
+        history = fit_memory(memory, budget_tokens=max(0, min(memory_tokens, left)))
+    # The memory goes between the system prompt and the question, as `*_messages` place it.
+    return FittedPrompt([base[0], *history, *base[1:]], contexts, grounded)

@@ -34,6 +34,7 @@ from huggingface_hub.errors import (
     TextGenerationError,
 )
 
+from app.core import deadline as turn_deadline
 from app.core.config import Settings
 from app.core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from app.rag.protocols import GenerationRequest, Matrix, Priority, TokenUsage
@@ -103,7 +104,9 @@ def _upstream_error(exc: BaseException, what: str) -> UpstreamError | None:
 
 
 class _RetryPolicy:
-    """Retries transient failures with full-jitter backoff until `deadline` seconds have passed.
+    """Retries transient failures with full-jitter backoff until `deadline` seconds have passed,
+    or the current turn's deadline (`app.core.deadline`) if that comes first: the calls of one
+    turn share its budget instead of each retrying for a full `deadline`.
 
     A `Retry-After` longer than the time left ends the retries at once: waiting until the deadline
     and asking again would only get another refusal.
@@ -140,6 +143,9 @@ class _RetryPolicy:
                 retry_after = _retry_after(response.headers) if response is not None else None
                 reason = f"HTTP {response.status_code}" if response is not None else "no connection"
                 remaining = self._deadline - (self._clock() - started)
+                turn_left = turn_deadline.remaining()
+                if turn_left is not None:
+                    remaining = min(remaining, turn_left)
                 if remaining <= 0 or (retry_after is not None and retry_after > remaining):
                     logger.warning("%s: giving up after %d attempts: %s", what, attempt + 1, reason)
                     raise UpstreamUnavailable(
