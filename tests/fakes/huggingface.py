@@ -203,7 +203,10 @@ class FakeHuggingFace:
         if body.get("stream"):
             options = body.get("stream_options") or {}
             final = usage if options.get("include_usage") else None
-            return StreamingResponse(self._chunks(model, final), media_type="text/event-stream")
+            return StreamingResponse(
+                self._with_usage(self._chunks(model), model, final),
+                media_type="text/event-stream",
+            )
         completion: dict[str, Any] = {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -223,7 +226,7 @@ class FakeHuggingFace:
             completion["usage"] = usage
         return JSONResponse(completion)
 
-    async def _chunks(self, model: str, usage: dict[str, int] | None = None) -> AsyncIterator[str]:
+    async def _chunks(self, model: str) -> AsyncIterator[str]:
         words = self.answer.split(" ")
         deltas = [{"role": "assistant", "content": ""}]
         deltas += [{"content": word if i == 0 else f" {word}"} for i, word in enumerate(words)]
@@ -245,18 +248,32 @@ class FakeHuggingFace:
                 ],
             }
             yield f"data: {json.dumps(chunk)}\n\n"
-        if usage is not None:
-            last = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": model,
-                "system_fingerprint": "fake",
-                "choices": [],
-                "usage": usage,
-            }
-            yield f"data: {json.dumps(last)}\n\n"
         yield "data: [DONE]\n\n"
+
+    @staticmethod
+    async def _with_usage(
+        chunks: AsyncIterator[str], model: str, usage: dict[str, int] | None
+    ) -> AsyncIterator[str]:
+        """The chunks, with OpenAI's usage chunk (empty `choices`) before `[DONE]`; a wrapper,
+        so subclasses that pace `_chunks` keep working."""
+        try:
+            async for chunk in chunks:
+                if chunk.startswith("data: [DONE]") and usage is not None:
+                    last = {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion.chunk",
+                        "created": int(time.time()),
+                        "model": model,
+                        "system_fingerprint": "fake",
+                        "choices": [],
+                        "usage": usage,
+                    }
+                    yield f"data: {json.dumps(last)}\n\n"
+                yield chunk
+        finally:  # closed at once when the client leaves (subclasses record that)
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def _embed(self, request: Request) -> Response:
         body, fault = await self._record(request)
