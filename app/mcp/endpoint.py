@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,12 +53,30 @@ class McpEndpoint:
         quiet = logging.getLogger("mcp.server.streamable_http")
         quiet.setLevel(max(quiet.getEffectiveLevel(), logging.WARNING))
         manager = self.server.session_manager
-        async with manager.run():
-            self._manager = manager
-            try:
-                yield
-            finally:
-                self._manager = None
+        started, stop = asyncio.Event(), asyncio.Event()
+
+        async def run() -> None:
+            async with manager.run():
+                self._manager = manager
+                started.set()
+                try:
+                    await stop.wait()
+                finally:
+                    self._manager = None
+
+        # The SDK's anyio task group must be entered and left by one task; a lifespan may be
+        # entered by one task and left by another (test fixtures are), so it gets its own.
+        task = asyncio.create_task(run(), name="mcp-session-manager")
+        ready = asyncio.create_task(started.wait())
+        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():  # it failed to start: raise its error
+            ready.cancel()
+            task.result()
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._manager is None:  # a request racing start-up or shutdown

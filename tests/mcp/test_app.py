@@ -64,3 +64,13 @@ async def test_app_started_twice_serves_mcp_each_time(database_url: str) -> None
             response = await client.post("/mcp", json=_call("list_documents", {}), headers=headers)
             statuses.append((response.status_code, response.json()["result"]["isError"]))
     assert statuses == [(200, False), (200, False)]
+
+
+async def test_lifespan_left_by_another_task_stops_mcp_cleanly(client: httpx.AsyncClient) -> None:
+    # The `running` fixture enters the lifespan in its set-up task and leaves it in its
+    # tear-down task; the SDK's task group once failed that tear-down (and every test using
+    # the fixture with it) with "Attempted to exit cancel scope in a different task".
+    headers = await _headers(client, "mcp-fixture@example.com")
+    response = await client.post("/mcp", json=_call("list_documents", {}), headers=headers)
+    assert response.status_code == 200
+    assert response.json()["result"]["isError"] is False
