@@ -22,7 +22,7 @@ from tests.security.test_migration_0003 import NOW, _sql
 from tests.test_migrations import empty_database  # noqa: F401 - fixture
 
 MIGRATION = import_module("migrations.versions.2026-12-04_collections")
-VECTOR = np.ones(4, dtype=np.float32) / 2
+VECTOR = np.full(4, 0.5, dtype=np.float32)
 
 
 def _user(email: str) -> str:

@@ -9,13 +9,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import StreamingResponse
 
-from app.api.access import CurrentAccess
+from app.api.access import CurrentAccess, still_reaches
 from app.api.deps import StateDep
-from app.api.principal import CurrentPrincipal, still_valid
+from app.api.principal import CurrentPrincipal
 from app.api.ratelimits import ChatRateLimit, EmbeddingsRateLimit
 from app.api.routers.chat import ChatServiceDep
 from app.collections.access import CollectionAccess
-from app.openai_compat.completions import RAG_MODEL, CompletionService, collection_model
+from app.openai_compat.completions import (
+    RAG_MODEL,
+    CompletionService,
+    collection_model,
+    model_visibility,
+)
 from app.openai_compat.embeddings import EMBEDDING_MODEL, EmbeddingService
 from app.openai_compat.errors import ErrorResponse, ModelNotFound
 from app.openai_compat.schemas import (
@@ -122,15 +127,18 @@ async def create_chat_completion(
     caller: CurrentPrincipal,
     service: Annotated[CompletionService, Depends(get_completion_service)],
     state: StateDep,
+    access: CurrentAccess,
 ) -> ChatCompletion | StreamingResponse:
     """Answer the last user message from your knowledge base (model `rag`), citing sources
     as `[n]`; the earlier messages are the conversation so far. `sources` is an extension."""
     if body.stream:
-        # The stream outlives this check of the credential: it re-checks it as it goes.
+        # The stream outlives this check of the credential and of the caller's collections:
+        # it re-checks both as it goes.
+        reached = model_visibility(body.model, access).collection_ids
         events = await service.stream(
             caller,
             body,
-            still_valid=functools.partial(still_valid, state, caller),
+            still_valid=functools.partial(still_reaches, state, caller, reached),
             check_seconds=state["settings"].stream_principal_check_seconds,
         )
         return StreamingResponse(
