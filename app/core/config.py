@@ -240,6 +240,9 @@ class Settings(BaseSettings):
     max_zip_members: int = Field(default=10_000, ge=1)
     max_zip_uncompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     max_zip_ratio: int = Field(default=100, ge=1)
+    # XML tags of the parts a library loads whole (.docx, .pptx, a workbook's non-sheet
+    # parts): each element costs a few hundred bytes of memory and Python time per block.
+    max_xml_tags: int = Field(default=1_000_000, ge=1)
     # Spreadsheets and CSV: rows and cells per document (empty styled ones too), columns
     # per row.
     max_table_rows: int = Field(default=100_000, ge=1)

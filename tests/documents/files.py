@@ -191,6 +191,19 @@ LAUGHS = (
 )
 
 
+def docx_paragraphs(count: int) -> bytes:
+    """A Word document of `count` short numbered paragraphs (six tags each), compressed
+    well under the zip ratio ceiling."""
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        b'<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+        b"<w:body>"
+        + b"".join(b"<w:p><w:r><w:t>%d</w:t></w:r></w:p>" % n for n in range(count))
+        + b"</w:body></w:document>"
+    )
+    return replace_member(docx_report(), "word/document.xml", body)
+
+
 def docx_entity_bomb() -> bytes:
     body = (
         LAUGHS

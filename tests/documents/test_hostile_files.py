@@ -31,6 +31,7 @@ HOSTILE: dict[str, tuple[str, Callable[[], bytes], int]] = {
     "zip bomb (ratio)": ("ratio.xlsx", lambda: files.zip_bomb("xl/workbook.xml", 40), 413),
     "too many members": ("members.docx", lambda: files.many_members(20_000), 413),
     "entity bomb": ("laughs.docx", files.docx_entity_bomb, 422),
+    "1,500,000 paragraphs": ("long.docx", lambda: files.docx_paragraphs(1_500_000), 413),
     "million empty styled rows": ("rows.xlsx", files.xlsx_empty_styled_rows, 413),
     "million rows, no declared size": (
         "rows.xlsx",

@@ -13,6 +13,7 @@ import io
 import re
 import struct
 import zipfile
+from collections.abc import Callable
 from typing import IO
 
 from app.core.errors import InvalidInput, PayloadTooLarge
@@ -57,10 +58,26 @@ def _prolog_declares_entities(member: IO[bytes]) -> bool:
     return b"<!ENTITY" in prolog
 
 
-def open_zip(data: bytes, limits: ExtractionLimits, kind: str) -> zipfile.ZipFile:
+def _count_tags(member: IO[bytes], budget: int) -> int:
+    """The tags ("<") of a member, read in blocks; stops once past `budget`."""
+    tags = 0
+    while tags <= budget and (block := member.read(1 << 20)):
+        tags += block.count(b"<")
+    return tags
+
+
+def open_zip(
+    data: bytes,
+    limits: ExtractionLimits,
+    kind: str,
+    *,
+    parsed_whole: Callable[[str], bool] = lambda name: True,
+) -> zipfile.ZipFile:
     """The archive, once its declarations are within the limits and no XML member declares
     entities; `PayloadTooLarge` or `InvalidInput` otherwise. `kind` names the format in
-    the messages ("Word document")."""
+    the messages ("Word document"). The XML members `parsed_whole` selects (the ones the
+    format's library loads into one tree, a few hundred bytes of memory per element) may
+    hold at most MAX_XML_TAGS tags between them."""
     members = declared_members(data)
     if members > limits.max_zip_members:
         raise PayloadTooLarge(
@@ -91,6 +108,7 @@ def open_zip(data: bytes, limits: ExtractionLimits, kind: str) -> zipfile.ZipFil
                 f"The {kind} has a member compressed more than {limits.max_zip_ratio} to 1 "
                 "(MAX_ZIP_RATIO): refused as a zip bomb."
             )
+    tags = 0
     try:
         for info in infos:
             if info.filename.lower().endswith(_XML_SUFFIXES) and not info.is_dir():
@@ -99,6 +117,14 @@ def open_zip(data: bytes, limits: ExtractionLimits, kind: str) -> zipfile.ZipFil
                         raise InvalidInput(
                             f"The {kind} contains XML that declares entities; refused "
                             "(entity expansion)."
+                        )
+                if parsed_whole(info.filename):
+                    with archive.open(info) as member:
+                        tags += _count_tags(member, limits.max_xml_tags - tags)
+                    if tags > limits.max_xml_tags:
+                        raise PayloadTooLarge(
+                            f"The {kind} has more than {limits.max_xml_tags} XML tags "
+                            "(MAX_XML_TAGS)."
                         )
     except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, EOFError) as exc:
         # Corrupt or encrypted members, unknown compression methods.

@@ -59,9 +59,14 @@ def _spine(archive: zipfile.ZipFile) -> list[str]:
     return paths
 
 
+def _is_index(name: str) -> bool:
+    return name.lower().endswith((".opf", "container.xml"))
+
+
 def extract_epub(data: bytes, limits: ExtractionLimits) -> str:
     writer = Writer(limits)
-    with open_zip(data, limits, KIND) as archive:
+    # Chapters are read by a streaming HTML parser; only the two indexes become trees.
+    with open_zip(data, limits, KIND, parsed_whole=_is_index) as archive:
         for path in _spine(archive):
             html = read_member(archive, path).decode("utf-8", errors="replace")
             write_html(html, writer, limits, fallback_title=True)

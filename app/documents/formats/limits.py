@@ -22,6 +22,7 @@ class ExtractionLimits:
     max_zip_members: int = 10_000
     max_zip_bytes: int = 64 * 1024 * 1024
     max_zip_ratio: int = 100
+    max_xml_tags: int = 1_000_000
     max_table_rows: int = 100_000
     max_table_columns: int = 1_000
     max_table_cells: int = 2_000_000
@@ -36,6 +37,7 @@ class ExtractionLimits:
             max_zip_members=settings.max_zip_members,
             max_zip_bytes=settings.max_zip_uncompressed_bytes,
             max_zip_ratio=settings.max_zip_ratio,
+            max_xml_tags=settings.max_xml_tags,
             max_table_rows=settings.max_table_rows,
             max_table_columns=settings.max_table_columns,
             max_table_cells=settings.max_table_cells,

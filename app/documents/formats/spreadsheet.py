@@ -118,8 +118,13 @@ def _write_sheet(writer: Writer, name: str, rows: list[list[str]]) -> None:
         writer.lines(lines)
 
 
+def _not_a_worksheet(name: str) -> bool:
+    return not name.startswith("xl/worksheets/")
+
+
 def extract_xlsx(data: bytes, limits: ExtractionLimits) -> str:
-    with open_zip(data, limits, KIND) as archive:
+    # Worksheets are streamed (and counted below); the other parts are loaded whole.
+    with open_zip(data, limits, KIND, parsed_whole=_not_a_worksheet) as archive:
         _count_rows_and_cells(archive, limits)
     from openpyxl import load_workbook
 
