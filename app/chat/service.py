@@ -51,6 +51,7 @@ class _Turn:
     text: str
     conversation_id: int
     memory: list[ChatTurn]
+    meter: TurnMeter | None
 
 
 class ChatService:
@@ -107,13 +108,14 @@ class ChatService:
         """Answer `message` in a conversation; `memory`, when given, replaces the stored turns
         as the conversation so far (OpenAI clients send their own history). `usage_path`
         names the API the turn's tokens are recorded under."""
-        meter = await self.usage.start(user, usage_path) if self.usage else None
-        turn = await self._begin_turn(user.id, message, conversation_id, conversation_ref, memory)
-        async with released_on_error(meter):
+        turn = await self._begin_turn(
+            user, message, conversation_id, conversation_ref, memory, usage_path
+        )
+        async with released_on_error(turn.meter):
             answer = await self.pipeline.answer(
-                turn.text, visibility=visibility, memory=turn.memory, meter=meter
+                turn.text, visibility=visibility, memory=turn.memory, meter=turn.meter
             )
-        usage = await meter.settle(answer.text) if meter else None
+        usage = await turn.meter.settle(answer.text) if turn.meter else None
         message_id = await self.store_bot_answer(
             user.id, turn.conversation_id, answer.text, answer.sources
         )
@@ -131,25 +133,30 @@ class ChatService:
         usage_path: str = "stream",
     ) -> StreamedReply:
         """Store the question and retrieve; the answer is generated as the reply is read."""
-        meter = await self.usage.start(user, usage_path) if self.usage else None
-        turn = await self._begin_turn(user.id, message, conversation_id, conversation_ref, memory)
-        async with released_on_error(meter):
+        turn = await self._begin_turn(
+            user, message, conversation_id, conversation_ref, memory, usage_path
+        )
+        async with released_on_error(turn.meter):
             streamed = await self.pipeline.stream_answer(
-                turn.text, visibility=visibility, memory=turn.memory, meter=meter
+                turn.text, visibility=visibility, memory=turn.memory, meter=turn.meter
             )
-        return StreamedReply(self, user.id, turn.conversation_id, streamed, meter=meter)
+        return StreamedReply(self, user.id, turn.conversation_id, streamed, meter=turn.meter)
 
     async def _begin_turn(
         self,
-        user_id: int,
+        user: User,
         message: str,
         conversation_id: int | None,
         conversation_ref: str | None,
         memory: Sequence[ChatTurn] | None,
+        usage_path: str,
     ) -> _Turn:
-        """The steps every turn takes before it is answered, plainly or streamed: validate the
-        question, find or create its conversation, load the memory, and store the question
-        first, so it survives an upstream failure."""
+        """The steps every turn takes before it is answered, plainly or streamed: start its
+        meter (refused when the day's token budget is spent), validate the question, find or
+        create its conversation, load the memory, and store the question first, so it
+        survives an upstream failure."""
+        meter = await self.usage.start(user, usage_path) if self.usage else None
+        user_id = user.id
         text = self.validate(message)
         async with self.sessions() as session:
             conversation = await self._find_conversation(
@@ -169,7 +176,7 @@ class ChatService:
             await self._store(user_id, conversation_id, "user", text, title=text)
         except IntegrityError as exc:  # deleted since it was found
             raise ConversationNotFound() from exc
-        return _Turn(text, conversation_id, list(memory) if memory is not None else turns)
+        return _Turn(text, conversation_id, list(memory) if memory is not None else turns, meter)
 
     @staticmethod
     async def _find_conversation(
