@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select, text
 
 from app.api.state import State
 from app.auth.models import User
-from app.core import metrics
 from app.core.config import load_settings
 from app.main import create_app
 from app.testing import running_app
@@ -372,7 +372,7 @@ def test_load_settings_cors_star_with_credentials_exits_2_with_one_line(
 
 
 def _count(route: str, status: str) -> float:
-    value = metrics.REGISTRY.get_sample_value(
+    value = REGISTRY.get_sample_value(
         "http_requests_total", {"method": "GET", "route": route, "status": status}
     )
     return value or 0.0
