@@ -149,11 +149,10 @@ async def test_followup_llm_down_answers_503_within_one_budget_and_keeps_questio
         elapsed = time.monotonic() - started
 
         assert _unavailable(path, response), response.text
-        # Both calls were tried, and retried, in the one budget: before, the condensing call
-        # retried for its own deadline and the answer for another (about 2 * BUDGET).
-        chats = llm.requests
-        assert _condense_calls(llm) >= 2
-        assert len(chats) - _condense_calls(llm) >= 2
+        # Both calls were tried, the answer retried, in the one budget: before, the condensing
+        # call retried for its own deadline and the answer for another (about 2 * BUDGET).
+        assert _condense_calls(llm) >= 1
+        assert len(llm.requests) - _condense_calls(llm) >= 2
         assert elapsed < 1.5 * BUDGET, elapsed
         history = await client.get("/api/chat-history/", headers=headers)
         stored = [m["content"] for m in history.json() if m["role"] == "user"]
