@@ -1,5 +1,7 @@
 """A vector-store wrapper for stores outside our database (Pinecone): queries never return
-chunks of documents that are gone or being deleted, whatever a crash left in the store."""
+chunks of documents that are gone or being deleted, whatever a crash left in the store, nor
+chunks whose document the caller may not see (the store's own filter already applies the
+rule; this checks it against the documents table too)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.documents.models import Document, DocumentStatus
+from app.documents.repository import visible_clause
 from app.rag.protocols import ChunkRecord, ScoredChunk, Vector, VectorStore, Visibility
 
 
 class LiveDocumentsStore:
-    """Delegates to `inner`; after each query, one primary-key lookup drops dead documents."""
+    """Delegates to `inner`; after each query, one primary-key lookup drops dead documents
+    and any the visibility rule does not admit."""
 
     def __init__(self, inner: VectorStore, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.inner = inner
@@ -32,6 +36,7 @@ class LiveDocumentsStore:
                         select(Document.id).where(
                             Document.id.in_({c.document_id for c in chunks}),
                             Document.status != DocumentStatus.DELETING,
+                            visible_clause(visibility),
                         )
                     )
                 ).scalars()
