@@ -296,9 +296,14 @@ async def test_admin_usage_reports_per_user_and_day(remote: RemoteFactory) -> No
             await new_user(client, "heavy@example.com"),
             await new_user(client, "light@example.com"),
         )
-        for _ in range(2):
-            await client.post("/api/chat/", json={"message": "Hi?"}, headers=heavy)
-        await client.post("/api/chat/", json={"message": "Hi?"}, headers=light)
+        # Each turn in a new conversation: no memory, so one LLM call (15 tokens) per turn.
+        for headers in (heavy, heavy, light):
+            created = await client.post("/api/conversations/", json={}, headers=headers)
+            await client.post(
+                "/api/chat/",
+                json={"message": "Hi?", "conversation_id": created.json()["id"]},
+                headers=headers,
+            )
 
         report = (await client.get("/api/admin/usage/?days=7", headers=admin)).json()
         only = (
