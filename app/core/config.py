@@ -361,6 +361,16 @@ class Settings(BaseSettings):
     retrieval_rrf_k: int = Field(default=2, ge=1)
     # Candidates each search returns before fusion and the dedupe of overlapping chunks.
     retrieval_candidates: int = Field(default=30, ge=1, le=1_000)
+    # Re-ranking (issue 18, app.rag.rerank): a second stage over the first stage's
+    # RERANK_CANDIDATES chunks: "local" (the embedder's best-sentence similarity, mixed with
+    # the first stage's order by RERANK_PRIOR) or "tei" (a cross-encoder behind
+    # text-embeddings-inference's POST /rerank at RERANK_URL). Off until it wins held out.
+    rerank_backend: Literal["none", "local", "tei"] = "none"
+    rerank_candidates: int = Field(default=20, ge=1, le=200)
+    rerank_prior: float = Field(default=0.5, ge=0, le=1)
+    rerank_url: str = ""
+    rerank_api_key: SecretStr | None = None
+    rerank_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
 
     # Operators: token usage and budgets, feedback, the admin API (issue 19)
     # Prompt + completion tokens one user may spend per UTC day (0: no limit); an admin sets a

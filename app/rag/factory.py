@@ -109,6 +109,12 @@ async def build_backends(
     embedder = await build_embedder(settings)
     stack.push_async_callback(embedder.aclose)
     store = await build_store(settings, sessions, wrap_remote=wrap_remote)
+    # Off by default (RERANK_BACKEND=none); the wrapper closes the re-ranker with the store.
+    from app.rag.rerank import RerankingStore, build_reranker
+
+    reranker = build_reranker(settings, embedder)
+    if reranker is not None:
+        store = RerankingStore(store, reranker, candidates=settings.rerank_candidates)
     stack.push_async_callback(store.aclose)
     generator = build_generator(settings, embedder)
     stack.push_async_callback(generator.aclose)
