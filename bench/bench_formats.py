@@ -27,6 +27,8 @@ CASES: list[tuple[str, str, Callable[[], bytes]]] = [
     ("zip bomb 40 MiB (ratio)", "ratio.xlsx", lambda: files.zip_bomb("xl/workbook.xml", 40)),
     ("20,000 zip members", "m.docx", lambda: files.many_members(20_000)),
     ("entity bomb", "laughs.docx", files.docx_entity_bomb),
+    ("docx 160,000 paragraphs", "long.docx", lambda: files.docx_paragraphs(160_000)),
+    ("docx 1,500,000 paragraphs", "long.docx", lambda: files.docx_paragraphs(1_500_000)),
     ("1,000,000 empty styled rows", "rows.xlsx", files.xlsx_empty_styled_rows),
     (
         "1,000,000 rows, no dimension",
