@@ -28,9 +28,9 @@ from app.documents.orphans import OrphanSweep, VectorListing
 from app.documents.service import DocumentService
 from app.mcp.endpoint import McpEndpoint
 from app.rag.factory import build_backends
+from app.rag.protocols import VectorStore
 from app.usage.meter import UsageMeter
 from app.usage.service import purge_usage
-from app.rag.protocols import VectorStore
 
 logger = logging.getLogger(__name__)
 

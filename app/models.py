@@ -3,9 +3,9 @@
 from app.admin.models import AuditEntry
 from app.apikeys.models import ApiKey, ApiKeyCollection
 from app.auth.models import RefreshToken, User
+from app.chat.conversations.models import Conversation
 from app.chat.models import ChatMessage
 from app.collections.models import Collection, CollectionMember
-from app.conversations.models import Conversation
 from app.core.db import Base
 from app.core.scheduler import JobRun
 from app.documents.models import Document

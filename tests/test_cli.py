@@ -17,9 +17,9 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import User
+from app.chat.conversations.models import Conversation
 from app.chat.models import ChatMessage
 from app.cli import main
-from app.conversations.models import Conversation
 from app.core.db import create_engine, create_sessionmaker, utcnow
 from app.documents.models import Document, DocumentStatus
 from app.lifespan import build_hasher

@@ -14,9 +14,9 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.models import User
+from app.chat.conversations.models import Conversation
 from app.chat.models import ChatMessage
 from app.chat.retention import JOB_NAME, purge_old_messages
-from app.conversations.models import Conversation
 from app.core.db import utcnow
 from app.core.scheduler import (
     LEASE_SECONDS,

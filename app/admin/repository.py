@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.admin.models import AuditEntry
 from app.apikeys.models import ApiKey
 from app.auth.models import User
+from app.chat.conversations.models import Conversation
 from app.chat.models import ChatMessage
-from app.conversations.models import Conversation
 from app.documents.models import Document
 from app.usage.models import TokenUsage
 

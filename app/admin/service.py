@@ -18,7 +18,7 @@ from app.auth.models import User
 from app.auth.principal import Principal
 from app.auth.repository import RefreshTokenRepository, UserRepository
 from app.auth.service import deactivate_user
-from app.conversations.paging import decode_id_cursor, encode_cursor
+from app.chat.conversations.paging import decode_id_cursor, encode_cursor
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound
 from app.usage.meter import UsageMeter

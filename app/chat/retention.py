@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.chat.conversations.models import Conversation
 from app.chat.models import ChatMessage
-from app.conversations.models import Conversation
 from app.core.db import utcnow
 
 logger = logging.getLogger(__name__)

@@ -16,11 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import User
+from app.chat.conversations.models import Conversation
+from app.chat.conversations.repository import ConversationRepository
+from app.chat.conversations.service import ConversationNotFound, shorten_title
 from app.chat.models import ChatMessage
 from app.chat.repository import ChatRepository, HistoryRow
-from app.conversations.models import Conversation
-from app.conversations.repository import ConversationRepository
-from app.conversations.service import ConversationNotFound, shorten_title
 from app.core.db import utcnow
 from app.core.errors import InvalidInput, UpstreamError
 from app.rag.pipeline import RagPipeline, StreamedAnswer

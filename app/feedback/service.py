@@ -9,9 +9,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import User
+from app.chat.conversations.paging import decode_time_id_cursor, encode_cursor
 from app.chat.models import ChatMessage
 from app.chat.schemas import SourceRead
-from app.conversations.paging import decode_time_id_cursor, encode_cursor
 from app.core import metrics
 from app.core.db import utcnow
 from app.core.errors import NotFound

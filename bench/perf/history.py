@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
+from app.chat.conversations.models import Conversation
 from app.chat.models import ChatMessage
-from app.conversations.models import Conversation
 from app.core.db import create_engine, create_sessionmaker, utcnow
 from bench.harness import bench_settings, machine
 from bench.servers import (

@@ -24,9 +24,9 @@ import httpx
 import numpy as np
 from sqlalchemy import insert
 
+from app.chat.conversations.models import Conversation
 from app.chat.models import ChatMessage
 from app.chat.retention import purge_old_messages
-from app.conversations.models import Conversation
 from app.core.db import create_engine, create_sessionmaker, utcnow
 from bench.harness import bench_settings, machine
 from bench.perf.concurrency import app_env

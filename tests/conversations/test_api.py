@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select, text
 
 from app.api.state import State
+from app.chat.conversations.models import Conversation
 from app.chat.models import ChatMessage
-from app.conversations.models import Conversation
 from tests.conftest import AppFactory, new_user
 
 LEAVE = (

@@ -14,8 +14,8 @@ from alembic.config import Config
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
+from app.chat.conversations.models import Conversation
 from app.cli import alembic_config
-from app.conversations.models import Conversation
 from app.core.db import create_engine
 from app.models import Base
 from tests.conftest import make_settings

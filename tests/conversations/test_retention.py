@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import User
+from app.chat.conversations.models import Conversation
 from app.chat.models import ChatMessage
 from app.chat.retention import purge_old_messages
-from app.conversations.models import Conversation
 from app.core.db import utcnow
 
 RETENTION_DAYS = 30

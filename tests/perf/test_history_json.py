@@ -9,11 +9,11 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import User
+from app.chat.conversations.models import Conversation
 from app.chat.history_json import messages_json
 from app.chat.models import ChatMessage
 from app.chat.repository import ChatRepository
 from app.chat.schemas import MessageRead
-from app.conversations.models import Conversation
 
 
 async def test_messages_json_rows_match_pydantic_serialization(

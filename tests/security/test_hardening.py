@@ -322,7 +322,7 @@ async def test_create_key_expiry_out_of_utc_range_422(
 
 
 async def test_list_conversations_cursor_before_year_one_422(app_factory: AppFactory) -> None:
-    from app.conversations.paging import encode_cursor
+    from app.chat.conversations.paging import encode_cursor
 
     async with app_factory() as (client, _):
         headers = await new_user(client)

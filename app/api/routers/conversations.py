@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from app.api.deps import MAX_ID, SessionDep, SettingsDep
 from app.api.principal import CurrentUser
 from app.api.routers.feedback import FeedbackServiceDep
-from app.conversations.schemas import (
+from app.chat.conversations.schemas import (
     ConversationCreate,
     ConversationMessageRead,
     ConversationPage,
@@ -17,7 +17,7 @@ from app.conversations.schemas import (
     ConversationUpdate,
     MessagePage,
 )
-from app.conversations.service import ConversationService
+from app.chat.conversations.service import ConversationService
 from app.core.errors import InvalidInput, MalformedBody, NotAuthenticated, NotFound, error_responses
 
 # The whole prefix here, included by the app itself: a router nested in another keeps only its

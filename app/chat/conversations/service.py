@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.chat.conversations.models import Conversation
+from app.chat.conversations.paging import decode_id_cursor, decode_time_id_cursor, encode_cursor
+from app.chat.conversations.repository import ConversationRepository
 from app.chat.models import ChatMessage
 from app.chat.repository import ChatRepository
-from app.conversations.models import Conversation
-from app.conversations.paging import decode_id_cursor, decode_time_id_cursor, encode_cursor
-from app.conversations.repository import ConversationRepository
 from app.core.db import utcnow
 from app.core.errors import InvalidInput, NotFound
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.conversations.models import Conversation
+from app.chat.conversations.models import Conversation
 
 
 class ConversationRepository:
