@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.core.config import Settings
+from app.core.config import Settings, load_settings
 
 
 def _settings(**values: Any) -> Settings:
@@ -87,3 +87,47 @@ def test_invalid_settings_error_does_not_echo_the_secret() -> None:
     with pytest.raises(ValidationError) as caught:
         _settings(environment="production", secret_key="weak-but-private")
     assert "weak-but-private" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "regex", [".*", "^https?://.*$", "https?://[^/]+", ".+", "(?s).*", "https://.*|http://.*"]
+)
+def test_cors_regex_matching_any_origin_with_credentials_is_refused(regex: str) -> None:
+    with pytest.raises(ValidationError, match="CORS_ORIGIN_REGEX matches any origin"):
+        _settings(cors_origin_regex=regex, cors_allow_credentials=True)
+
+
+@pytest.mark.parametrize(
+    "regex", [r"https://app\.example\.com", r"https://([a-z0-9-]+\.)?front\.example\.org"]
+)
+def test_cors_regex_anchored_to_hosts_with_credentials_is_accepted(regex: str) -> None:
+    settings = _settings(cors_origin_regex=regex, cors_allow_credentials=True)
+    assert settings.cors_origin_regex == regex
+
+
+def test_cors_regex_matching_any_origin_without_credentials_is_accepted() -> None:
+    assert _settings(cors_origin_regex=".*").cors_origin_regex == ".*"
+
+
+def test_cors_regex_invalid_is_refused() -> None:
+    with pytest.raises(ValidationError, match="not a valid regular expression"):
+        _settings(cors_origin_regex="https://(app")
+
+
+def test_load_settings_cors_any_regex_with_credentials_exits_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.setenv("SECRET_KEY", "s" * 40)
+    monkeypatch.setenv("CORS_ORIGIN_REGEX", "^https?://.*$")
+    monkeypatch.setenv("CORS_ALLOW_CREDENTIALS", "true")
+
+    with pytest.raises(SystemExit) as exit_info:
+        load_settings()
+
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2
+    assert len(lines) == 1
+    assert lines[0].startswith("configuration error:")
+    assert "CORS_ORIGIN_REGEX" in lines[0]

@@ -8,11 +8,12 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import User
@@ -22,7 +23,7 @@ from app.chat.conversations.service import ConversationNotFound, shorten_title
 from app.chat.models import ChatMessage
 from app.chat.repository import ChatRepository, HistoryRow
 from app.core.db import utcnow
-from app.core.errors import InvalidInput, UpstreamError
+from app.core.errors import AppError, InvalidInput, NotAuthenticated, UpstreamError, is_outage
 from app.rag.pipeline import RagPipeline, StreamedAnswer
 from app.rag.protocols import Answer, ChatTurn, Source, TokenUsage, Visibility
 from app.usage.meter import TurnMeter, UsageMeter, released_on_error
@@ -31,6 +32,28 @@ logger = logging.getLogger(__name__)
 
 KEEPALIVE = ": keepalive\n\n"
 _ROLES = {"user": "user", "bot": "assistant"}
+
+# Re-checks, for a stream that outlives its authentication, that the caller still holds (the
+# credential, the account, the collections the answer draws on): `app.api` builds it.
+StillValid = Callable[[], Awaitable[bool]]
+
+
+class CallerRevoked(NotAuthenticated):
+    code = "credentials_revoked"
+    default_detail = "The API key was revoked or the account deleted while the answer streamed."
+
+
+async def caller_gone(still_valid: StillValid) -> AppError | None:
+    """The error ending a stream if its caller no longer holds, else None. A database outage
+    fails closed (the answer could not be stored either); other database errors raise."""
+    try:
+        valid = await still_valid()
+    except SQLAlchemyError as exc:
+        if not is_outage(exc):
+            raise
+        logger.warning("stream: the caller could not be re-checked (%s)", type(exc).__name__)
+        return CallerRevoked("The credentials could not be re-checked; try again.")
+    return None if valid else CallerRevoked()
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,17 +382,47 @@ class StreamedReply:
             )
         return self._result
 
-    async def paced(self, keepalive_seconds: float | None) -> AsyncGenerator[str | None, None]:
-        """The text deltas, with None after each `keepalive_seconds` without one."""
+    async def paced(
+        self,
+        keepalive_seconds: float | None,
+        *,
+        still_valid: StillValid | None = None,
+        check_seconds: float = 2.0,
+    ) -> AsyncGenerator[str | None, None]:
+        """The text deltas, with None after each `keepalive_seconds` without one.
+
+        With `still_valid`, the caller is re-checked between upstream reads (at most every
+        `check_seconds`) and at least every `check_seconds` while the upstream is silent; once
+        it no longer holds, `CallerRevoked` is raised: the upstream generation is stopped and
+        the text so far stored as interrupted, as for any early stop. Every stream (our SSE,
+        the OpenAI-compatible chunks) re-checks here, so they cannot drift apart."""
         queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
         producer = asyncio.create_task(self._produce(queue))
         complete = False
+        # Silent waits are cut at check_seconds so a silent upstream is re-checked too.
+        wait = keepalive_seconds
+        if still_valid is not None:
+            wait = check_seconds if wait is None else min(wait, check_seconds)
+        checked_at = time.monotonic()
+        silent = 0.0
         try:
             while True:
+                timed_out = False
+                item: str | BaseException | None = None
                 try:
-                    item = await asyncio.wait_for(queue.get(), timeout=keepalive_seconds)
+                    item = await asyncio.wait_for(queue.get(), timeout=wait)
                 except TimeoutError:
-                    yield None
+                    timed_out = True
+                if still_valid is not None and time.monotonic() - checked_at >= check_seconds:
+                    checked_at = time.monotonic()
+                    if (gone := await caller_gone(still_valid)) is not None:
+                        raise gone  # the finally below stops the upstream
+                if timed_out:
+                    if keepalive_seconds is not None and wait is not None:
+                        silent += wait
+                        if silent >= keepalive_seconds:
+                            silent = 0.0
+                            yield None
                     continue
                 if item is None:
                     complete = True
@@ -377,6 +430,7 @@ class StreamedReply:
                 if isinstance(item, BaseException):
                     self._failed = True
                     raise item
+                silent = 0.0
                 self._parts.append(item)
                 yield item
         finally:
@@ -421,17 +475,27 @@ class StreamedReply:
     def _event(name: str, data: object) -> str:
         return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-    async def events(self, keepalive_seconds: float | None = None) -> AsyncIterator[str]:
+    async def events(
+        self,
+        keepalive_seconds: float | None = None,
+        *,
+        still_valid: StillValid | None = None,
+        check_seconds: float = 2.0,
+    ) -> AsyncIterator[str]:
+        """Our SSE body; with `still_valid` the caller is re-checked as it streams (see
+        `paced`) and a caller gone mid-answer ends it with an `error` event."""
         keepalive = keepalive_seconds or self._service.keepalive_seconds
         yield self._event("sources", [dataclasses.asdict(s) for s in self.sources])
         try:
-            async with contextlib.aclosing(self.paced(keepalive)) as items:
+            async with contextlib.aclosing(
+                self.paced(keepalive, still_valid=still_valid, check_seconds=check_seconds)
+            ) as items:
                 async for delta in items:
                     if delta is None:
                         yield KEEPALIVE
                     else:
                         yield self._event("delta", {"text": delta})
-        except UpstreamError as exc:
+        except (UpstreamError, CallerRevoked) as exc:
             yield self._event("error", {"error": exc.code, "detail": exc.detail})
             return
         try:

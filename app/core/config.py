@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -31,6 +32,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEV_KEY_FILE = ".secret_key"
 MIN_SECRET_LENGTH = 32
 KNOWN_DEFAULT_SECRETS = frozenset({"", "changeme", "change-me", "secret", "your-secret-key"})
+# Origins no front end of ours has (reserved names, the sandboxed `null`): a CORS_ORIGIN_REGEX
+# that matches one of them admits origins nobody listed, which with credentials is `*`.
+CORS_PROBE_ORIGINS = (
+    "https://evil.example",
+    "http://attacker.test",
+    "https://attacker.test:8443",
+    "null",
+)
 
 
 class ConfigurationError(ValueError):
@@ -353,8 +362,9 @@ class Settings(BaseSettings):
     embedding_threads: int = Field(default=1, ge=0)
 
     # Hybrid retrieval (issue 11): dense vectors, the lexical index, or both fused by
-    # reciprocal rank: weight / (RETRIEVAL_RRF_K + rank) summed over the two rankings. The
-    # defaults (docs/retrieval.md) keep the lexical first hit within the top 3 whatever dense says.
+    # reciprocal rank: weight / (RETRIEVAL_RRF_K + rank) summed over the rankings (the same k
+    # fuses a follow-up's several queries). The defaults (docs/retrieval.md) keep the lexical
+    # first hit within the top 3 whatever dense says.
     retrieval_mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
     retrieval_dense_weight: float = Field(default=1.5, ge=0)
     retrieval_lexical_weight: float = Field(default=1.0, ge=0)
@@ -443,6 +453,8 @@ class Settings(BaseSettings):
                 "CORS_ORIGINS=* cannot be combined with CORS_ALLOW_CREDENTIALS=true: list the "
                 "front ends' origins instead"
             )
+        if self.cors_origin_regex:  # empty means unset (app/api/middleware.py)
+            self._check_cors_origin_regex(self.cors_origin_regex)
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_TOKENS")
         if self.chat_history_default_limit > self.chat_history_max_limit:
@@ -461,6 +473,24 @@ class Settings(BaseSettings):
                 "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
             )
         return self
+
+    def _check_cors_origin_regex(self, pattern: str) -> None:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(
+                f"CORS_ORIGIN_REGEX is not a valid regular expression: {exc}"
+            ) from None
+        if not self.cors_allow_credentials:
+            return
+        # Starlette full-matches the Origin header against the regex.
+        admitted = [origin for origin in CORS_PROBE_ORIGINS if compiled.fullmatch(origin)]
+        if admitted:
+            raise ValueError(
+                "CORS_ORIGIN_REGEX matches any origin (e.g. "
+                f"{admitted[0]}) and cannot be combined with CORS_ALLOW_CREDENTIALS=true: "
+                "anchor it to the front ends' hosts instead"
+            )
 
     @cached_property
     def signing_key(self) -> str:

@@ -12,16 +12,16 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy.exc
 
 from app.auth.principal import Principal
 from app.chat.schemas import SourceRead
-from app.chat.service import ChatService, StreamedReply
+from app.chat.service import CallerRevoked, ChatService, StillValid, StreamedReply
 from app.collections.access import CollectionAccess
-from app.core.errors import AppError, NotAuthenticated, UpstreamError, is_outage
+from app.core.errors import AppError, UpstreamError
 from app.openai_compat.errors import InvalidRequest, ModelNotFound, stream_error_event
 from app.openai_compat.schemas import (
     AssistantMessage,
@@ -204,7 +204,7 @@ class CompletionService:
         caller: Principal,
         request: ChatCompletionRequest,
         *,
-        still_valid: Callable[[], Awaitable[bool]] | None = None,
+        still_valid: StillValid | None = None,
         check_seconds: float = 2.0,
     ) -> AsyncIterator[str]:
         """Retrieve now (so errors are a plain JSON error response), then the SSE body.
@@ -256,20 +256,15 @@ KEEPALIVE = ": keepalive\n\n"
 DONE = "data: [DONE]\n\n"
 
 
-class CallerRevoked(NotAuthenticated):
-    code = "credentials_revoked"
-    default_detail = "The API key was revoked or the account deleted while the answer streamed."
-
-
 class _ChunkStream:
     """`chat.completion.chunk` events: the role (with our `sources` and `conversation_id`),
     the content deltas, an empty delta with `finish_reason`, the usage chunk if asked for,
     then `data: [DONE]`. An upstream failure mid-answer is a `data: {"error": ...}` event,
     which the SDKs raise as `APIError`.
 
-    With `still_valid`, the caller is re-checked between upstream reads (at most every
-    `check_seconds`) and at least every `check_seconds` while the upstream is silent: a key
-    revoked or an account deleted mid-answer ends the stream with an error event and
+    With `still_valid`, the caller is re-checked (by `StreamedReply.paced`, as our SSE stream
+    is) between upstream reads (at most every `check_seconds`) and at least every
+    `check_seconds` while the upstream is silent: a key revoked or an account deleted mid-answer ends the stream with an error event and
     `[DONE]`, and the upstream generation is stopped. A conversation that vanished with its
     owner before the answer could be stored ends the same way, never as an exception."""
 
@@ -281,7 +276,7 @@ class _ChunkStream:
         prompt_tokens: int,
         include_usage: bool,
         keepalive_seconds: float,
-        still_valid: Callable[[], Awaitable[bool]] | None = None,
+        still_valid: StillValid | None = None,
         check_seconds: float = 2.0,
     ) -> None:
         self.reply = reply
@@ -317,55 +312,33 @@ class _ChunkStream:
     def _choice(delta: dict[str, str], finish_reason: str | None = None) -> dict[str, object]:
         return {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
 
-    async def _caller_gone(self) -> AppError | None:
-        """The error ending the stream if the caller no longer holds, else None."""
-        if self.still_valid is None:
-            return None
-        try:
-            valid = await self.still_valid()
-        except sqlalchemy.exc.SQLAlchemyError as exc:
-            if not is_outage(exc):
-                raise
-            # Fail closed: the answer could not be stored either.
-            logger.warning("stream: the caller could not be re-checked (%s)", type(exc).__name__)
-            return CallerRevoked("The credentials could not be re-checked; try again.")
-        return None if valid else CallerRevoked()
-
     async def events(self) -> AsyncIterator[str]:
         yield self._event(
             [self._choice({"role": "assistant", "content": ""})],
             sources=[s.model_dump() for s in _sources(self.reply.sources)],
             conversation_id=self.reply.conversation_id,
         )
-        checking = self.still_valid is not None
-        # Silent intervals are cut at check_seconds so a silent upstream is re-checked too.
-        pace = (
-            min(self.keepalive_seconds, self.check_seconds) if checking else self.keepalive_seconds
-        )
-        checked_at = time.monotonic()
-        silent = 0.0
         ended: AppError | None = None
         try:
-            async with contextlib.aclosing(self.reply.paced(pace)) as items:
+            async with contextlib.aclosing(
+                self.reply.paced(
+                    self.keepalive_seconds,
+                    still_valid=self.still_valid,
+                    check_seconds=self.check_seconds,
+                )
+            ) as items:
                 async for delta in items:
-                    if checking and time.monotonic() - checked_at >= self.check_seconds:
-                        checked_at = time.monotonic()
-                        if (ended := await self._caller_gone()) is not None:
-                            break  # leaving the block stops the upstream
                     if delta is None:
-                        silent += pace
-                        if silent >= self.keepalive_seconds:
-                            silent = 0.0
-                            yield KEEPALIVE
+                        yield KEEPALIVE
                     elif delta:
-                        silent = 0.0
                         yield self._event([self._choice({"content": delta})])
         except UpstreamError as exc:
             yield stream_error_event(exc)
             return
         except (AppError, sqlalchemy.exc.IntegrityError) as exc:
-            # Storing the partial answer failed: its conversation went with its owner.
-            ended = ended or _vanished(exc)
+            # The caller no longer holds (CallerRevoked, from `paced`'s re-check), or storing
+            # the partial answer failed: its conversation went with its owner.
+            ended = _vanished(exc)
         if ended is None:
             try:
                 result = await self.reply.finish()

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
-from app.api.access import CurrentAccess
+from app.api.access import CurrentAccess, still_reaches
 from app.api.deps import MAX_ID, SettingsDep, StateDep
-from app.api.principal import CurrentUser
+from app.api.principal import CurrentPrincipal, CurrentUser
 from app.api.ratelimits import ChatRateLimit
 from app.api.routers.feedback import FeedbackServiceDep
 from app.chat.history_json import messages_json
@@ -106,17 +107,30 @@ async def chat(
     dependencies=[ChatRateLimit],
 )
 async def chat_stream(
-    body: ChatRequest, user: CurrentUser, access: CurrentAccess, service: ChatServiceDep
+    body: ChatRequest,
+    principal: CurrentPrincipal,
+    access: CurrentAccess,
+    service: ChatServiceDep,
+    state: StateDep,
 ) -> StreamingResponse:
-    """Like `POST /api/chat/`, with the answer streamed as it is generated."""
+    """Like `POST /api/chat/`, with the answer streamed as it is generated. The stream
+    outlives this request's check of the credential: it re-checks the caller (and the
+    collections the turn may draw on) every `STREAM_PRINCIPAL_CHECK_SECONDS`, and ends with
+    an `error` event (`credentials_revoked`) once they no longer hold."""
+    visibility = access.visibility(body.collection_ids)
     reply = await service.stream_reply(
-        user,
+        principal.user,
         body.message,
         conversation_id=body.conversation_id,
-        visibility=access.visibility(body.collection_ids),
+        visibility=visibility,
     )
     return StreamingResponse(
-        reply.events(),
+        reply.events(
+            still_valid=functools.partial(
+                still_reaches, state, principal, visibility.collection_ids
+            ),
+            check_seconds=state["settings"].stream_principal_check_seconds,
+        ),
         media_type="text/event-stream",
         # Ask reverse proxies (nginx) not to buffer the stream.
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
