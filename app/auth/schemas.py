@@ -30,8 +30,12 @@ LoginEmail = Annotated[StorableStr, Field(max_length=320), AfterValidator(normal
 
 class UserCreate(BaseModel):
     email: Email
+    # The constraints before the NUL check: after a validator (`StorableStr` is `str` plus
+    # one), pydantic drops `strip_whitespace`, and a blank name passed `min_length`.
     username: Annotated[
-        StorableStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=150)
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=150),
+        AfterValidator(no_nul),
     ]
     password: Annotated[Password, AfterValidator(no_nul)]
 

@@ -3,13 +3,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from app.core.db import MAX_ID
-from app.core.validation import StorableStr
+from app.core.validation import StorableStr, no_nul
 
+# The constraints before the NUL check: placed after a validator (as in `StorableStr`, which
+# is `str` plus one), pydantic drops `strip_whitespace`, and a blank title passed `min_length`.
 Title = Annotated[
-    StorableStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
+    AfterValidator(no_nul),
 ]
 
 

@@ -21,12 +21,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import ClassVar
 
 import anyio
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import User
 from app.core import metrics
 from app.core.db import utcnow
-from app.core.errors import AppError
+from app.core.errors import AppError, NotAuthenticated
 from app.rag.prompts import turn_cost
 from app.rag.protocols import GenerationRequest, TokenUsage
 from app.rag.text import count_tokens
@@ -50,6 +52,12 @@ class TokenBudgetExceeded(AppError):
         super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
         self.retry_after = retry_after
         metrics.TOKEN_BUDGET_REFUSALS.inc()
+
+
+class AccountGone(NotAuthenticated):
+    """The turn's user was deleted after the request was authenticated."""
+
+    default_detail = "The account no longer exists."
 
 
 def seconds_until_next_day(now: datetime) -> int:
@@ -100,7 +108,8 @@ class UsageMeter:
         day = now.date()
         async with self.sessions.begin() as session:
             usage = UsageRepository(session)
-            await usage.lock_user(user_id, now)
+            if not await usage.lock_user(user_id, now):
+                raise AccountGone()  # deleted mid-turn: no LLM call for it
             spent = await usage.spent(user_id, day)
             held = await usage.reserved(user_id, day, now)
             if spent + held >= budget:
@@ -122,22 +131,34 @@ class UsageMeter:
 
     async def _settle(
         self, user_id: int, reservation_id: int | None, day: date, path: str, usage: TokenUsage
-    ) -> None:
-        async with self.sessions.begin() as session:
-            repository = UsageRepository(session)
-            await repository.add_usage(
-                TokenUsageRecord(
-                    user_id=user_id,
-                    day=day,
-                    created_at=self.clock(),
-                    path=path,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    estimated=usage.estimated,
+    ) -> bool:
+        """Record a turn's usage; False (nothing recorded) when its user was deleted during
+        the turn: their usage and reservations went with them, so there is nothing to keep."""
+        try:
+            async with self.sessions.begin() as session:
+                repository = UsageRepository(session)
+                await repository.add_usage(
+                    TokenUsageRecord(
+                        user_id=user_id,
+                        day=day,
+                        created_at=self.clock(),
+                        path=path,
+                        prompt_tokens=usage.prompt_tokens,
+                        completion_tokens=usage.completion_tokens,
+                        estimated=usage.estimated,
+                    )
                 )
-            )
-            if reservation_id is not None:
-                await repository.delete_reservation(reservation_id)
+                if reservation_id is not None:
+                    await repository.delete_reservation(reservation_id)
+        except IntegrityError:
+            # The only foreign key is the user's: tell a vanished user from anything else.
+            async with self.sessions() as session:
+                exists = await session.scalar(select(User.id).where(User.id == user_id))
+            if exists is not None:
+                raise
+            logger.info("usage: the turn's user was deleted meanwhile; nothing recorded")
+            return False
+        return True
 
     async def _release(self, reservation_id: int) -> None:
         async with self.sessions.begin() as session:
@@ -182,7 +203,8 @@ class TurnMeter:
 
     async def settle(self, completion: str) -> TokenUsage:
         """Record the turn's tokens (the LLM's count, else our estimate of the prompt and of
-        `completion`, the text it produced) in place of its reservation; idempotent."""
+        `completion`, the text it produced) in place of its reservation; idempotent. A user
+        deleted during the turn is not an error: nothing is recorded, the usage returned."""
         if self._done:
             assert self.usage is not None
             return self.usage

@@ -25,17 +25,20 @@ class UsageRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def lock_user(self, user_id: int, now: datetime) -> None:
+    async def lock_user(self, user_id: int, now: datetime) -> bool:
         """Start the transaction that decides whether a turn may reserve tokens: drop the
         user's lapsed reservations (a write first, so SQLite's busy timeout orders concurrent
         deciders instead of failing one) and lock the user's row (PostgreSQL: one decider per
-        user at a time; SQLite already has one writer)."""
+        user at a time; SQLite already has one writer). False when the user no longer exists."""
         await self.session.execute(
             delete(TokenReservation).where(
                 TokenReservation.user_id == user_id, TokenReservation.expires_at <= now
             )
         )
-        await self.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+        locked = await self.session.execute(
+            select(User.id).where(User.id == user_id).with_for_update()
+        )
+        return locked.first() is not None
 
     async def spent(self, user_id: int, day: date) -> int:
         query = select(
