@@ -285,9 +285,44 @@ def iter_files(paths: Sequence[str], max_bytes: int | None = None) -> Iterator[P
             print(f"skipped {raw}: not found", file=sys.stderr)
 
 
+def _collection_id(value: str) -> int:
+    """argparse type of `--collection`: a positive id (a row id fits 32 bits)."""
+    from app.core.db import MAX_ID
+
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"not a collection id: {value!r}")
+    return int(value)
+
+
+class CollectionMissing(Exception):
+    """`chatbot ingest --collection ID` names no collection (or one being deleted)."""
+
+
+async def _collection_exists(
+    sessions: async_sessionmaker[AsyncSession], collection_id: int
+) -> bool:
+    from sqlalchemy import select
+
+    from app.collections.models import Collection
+
+    async with sessions() as session:
+        found = await session.scalar(
+            select(Collection.id).where(
+                Collection.id == collection_id, Collection.deleting.is_(False)
+            )
+        )
+    return found is not None
+
+
 async def _ingest(
-    settings: Settings, paths: Sequence[str], *, background: bool = False
+    settings: Settings,
+    paths: Sequence[str],
+    *,
+    background: bool = False,
+    collection_id: int | None = None,
 ) -> tuple[int, int, int]:
+    """Ingest as the operator: into the shared knowledge base, or with `collection_id` into
+    that collection (no member's role is checked: whoever runs this owns the deployment)."""
     from tqdm import tqdm
 
     from app.core.errors import AppError
@@ -301,6 +336,9 @@ async def _ingest(
     added = skipped = failed = 0
     async with AsyncExitStack() as stack:
         sessions = await stack.enter_async_context(_sessions(settings))
+        # Checked before anything is loaded, so a typo costs no embedding work.
+        if collection_id is not None and not await _collection_exists(sessions, collection_id):
+            raise CollectionMissing(collection_id)
         embedder = await build_embedder(settings)
         stack.push_async_callback(embedder.aclose)
         store = await build_store(settings, sessions, wrap_remote=live_documents(sessions))
@@ -332,7 +370,8 @@ async def _ingest(
                     content=text,
                     content_type=content_type,
                     filename=path.name,
-                    shared=True,
+                    shared=collection_id is None,
+                    collection_id=collection_id,
                 )
                 document, created = await service.add(
                     new, owner_id=None, background=background, progress=progress
@@ -357,7 +396,13 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     if args.background and not settings.task_broker_url:
         print("--background needs TASK_BROKER_URL (and `chatbot worker`)", file=sys.stderr)
         return 2
-    added, skipped, failed = asyncio.run(_ingest(settings, args.paths, background=args.background))
+    try:
+        added, skipped, failed = asyncio.run(
+            _ingest(settings, args.paths, background=args.background, collection_id=args.collection)
+        )
+    except CollectionMissing:
+        print(f"collection {args.collection} not found", file=sys.stderr)
+        return 2
     print(f"added {added}, unchanged {skipped}, failed {failed}")
     return 1 if failed else 0
 
@@ -446,8 +491,18 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     worker.set_defaults(handler=cmd_worker)
 
-    ingest = sub.add_parser("ingest", help="load files and folders into the shared knowledge base")
+    ingest = sub.add_parser(
+        "ingest",
+        help="load files and folders into the shared knowledge base (or one collection)",
+    )
     ingest.add_argument("paths", nargs="+")
+    ingest.add_argument(
+        "--collection",
+        type=_collection_id,
+        default=None,
+        metavar="ID",
+        help="add the documents to this existing collection instead of the shared knowledge base",
+    )
     ingest.add_argument(
         "--background",
         action="store_true",

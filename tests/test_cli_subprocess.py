@@ -90,6 +90,47 @@ def test_ingest_on_fresh_install_adds_shared_documents(workdir: Path) -> None:
     assert "added 0, unchanged 2, failed 0" in again.stdout
 
 
+def test_ingest_into_collection_adds_its_documents_not_shared(workdir: Path) -> None:
+    docs = workdir / "docs"
+    docs.mkdir()
+    (docs / "runbook.md").write_text("# Runbook\n\nRestart the teal service with TEAL-4242.")
+    assert chatbot(workdir, "migrate").returncode == 0
+    with sqlite3.connect(workdir / "chatbot.db") as conn:  # no command creates a collection
+        conn.execute(
+            "INSERT INTO collections (name, deleting, created_at, updated_at) "
+            "VALUES ('Runbooks', 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+        )
+    ((collection_id,),) = rows(workdir, "SELECT id FROM collections")
+
+    result = chatbot(workdir, "ingest", "--collection", str(collection_id), str(docs))
+
+    assert result.returncode == 0, result.stderr
+    assert "added 1, unchanged 0, failed 0" in result.stdout
+    assert rows(workdir, "SELECT collection_id, shared, owner_id, status FROM documents") == [
+        (collection_id, 0, None, "ready")
+    ]
+    assert rows(workdir, "SELECT COUNT(*) FROM vector_entries") == [(1,)]
+    again = chatbot(workdir, "ingest", "--collection", str(collection_id), str(docs))
+    assert "added 0, unchanged 1, failed 0" in again.stdout
+
+
+@pytest.mark.parametrize("collection", ["7", "0", "x1"])
+def test_ingest_into_missing_or_bad_collection_exits_2_and_adds_nothing(
+    workdir: Path, collection: str
+) -> None:
+    (workdir / "fact.txt").write_text("The teal cabinet code is TEAL-4242.")
+    assert chatbot(workdir, "migrate").returncode == 0
+
+    result = chatbot(workdir, "ingest", "--collection", collection, str(workdir / "fact.txt"))
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert ("collection 7 not found" if collection == "7" else "not a collection id") in (
+        result.stderr
+    )
+    assert rows(workdir, "SELECT COUNT(*) FROM documents") == [(0,)]
+
+
 def test_cleanup_on_fresh_database_reports_zero(workdir: Path) -> None:
     assert chatbot(workdir, "migrate").returncode == 0
     result = chatbot(workdir, "cleanup")
