@@ -3,7 +3,7 @@
 Corpus: CPython's own help topics (`pydoc_data.topics`, shipped with every CPython), loaded
 through the normal document path (`DocumentService.add`: chunking, titled embedding, the
 vector store and the lexical index) as markdown, their reST section underlines turned into
-`#` headings, titled by their first heading. Questions: bench/data/retrieval_questions.json,
+`#` headings, titled by their first heading. Questions: bench/data/questions/pydoc.json,
 a third keyword-style with exact identifiers, a third paraphrased, a third combining two
 concepts, each with its gold topic. A question is a hit when a retrieved chunk belongs to its
 gold topic or to a topic whose text contains the gold topic's (`compound` holds `if`, `while`,
@@ -16,6 +16,10 @@ is the same for every mode). On the local store (SQLite) and through the Pinecon
 what hybrid adds to the dense search's p50 at 100k chunks (synthetic passages, bench/corpus).
 
     .venv/bin/python -m bench.retrieval_eval [--quick] [--json out.json] [--plot out.png]
+
+Issue 18 (three corpora, cross-validated defaults, answer-absent refusals; bench/retrieval):
+
+    .venv/bin/python -m bench.retrieval_eval --all [--before f8bb696] [--json] [--plot]
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from app.rag.lexical import LexicalIndex
 from app.rag.protocols import ChunkRecord, Embedder, Matrix, ScoredChunk, VectorStore, Visibility
 from bench.harness import fresh_database, machine, percentiles_ms, write_json
 
-QUESTIONS = Path(__file__).resolve().parent / "data" / "retrieval_questions.json"
+QUESTIONS = Path(__file__).resolve().parent / "data" / "questions" / "pydoc.json"
 MODES: tuple[RetrievalMode, ...] = ("dense", "lexical", "hybrid")
 USER_ID = 1
 DEPTH = 10  # MRR@10
@@ -114,8 +118,9 @@ def load_topics(keys: Sequence[str] | None = None) -> list[Topic]:
 
 
 def load_questions(path: Path = QUESTIONS) -> list[Question]:
+    """The pydoc questions that have an answer (the answer-absent ones are for `--all`)."""
     raw = json.loads(path.read_text())
-    return [Question(q["kind"], q["topic"], q["question"]) for q in raw["questions"]]
+    return [Question(q["kind"], q["gold"][0], q["question"]) for q in raw["questions"] if q["gold"]]
 
 
 def containers(topics: Sequence[Topic]) -> dict[str, set[str]]:
@@ -579,8 +584,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--plot", type=Path, help="write the plot (PNG) to this file")
     parser.add_argument("--scale-only", action="store_true", help="only the 100k-chunk latency")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="issue 18: every corpus (pydoc, man, numpy), cross-validated (bench/retrieval)",
+    )
+    parser.add_argument(
+        "--before", metavar="REF", help="with --all: also dense retrieval as commit REF did it"
+    )
+    parser.add_argument(
+        "--corpora", default="pydoc,man,numpy", help="with --all: the corpora (comma-separated)"
+    )
     args = parser.parse_args(argv)
     info = machine()
+    if args.all:
+        from bench.retrieval.run import run_all, write
+        from bench.retrieval.run import table as cv_table
+
+        cv = run_all(args.corpora.split(","), before=args.before)
+        print(cv_table(cv), flush=True)
+        if args.json:
+            write({"machine": info, **cv}, args.json)
+        if args.plot:
+            from bench.retrieval.plot import plot as cv_plot
+
+            cv_plot(cv, args.plot)
+        return 0 if all(goal["met"] for goal in cv["goals"]) else 1
     if args.scale_only:
         with tempfile.TemporaryDirectory() as tmp:
             scale = asyncio.run(scale_latency(Path(tmp)))
