@@ -264,8 +264,9 @@ class _ChunkStream:
 
     With `still_valid`, the caller is re-checked (by `StreamedReply.paced`, as our SSE stream
     is) between upstream reads (at most every `check_seconds`) and at least every
-    `check_seconds` while the upstream is silent: a key revoked or an account deleted mid-answer ends the stream with an error event and
-    `[DONE]`, and the upstream generation is stopped. A conversation that vanished with its
+    `check_seconds` while the upstream is silent: a key revoked or an account deleted
+    mid-answer ends the stream with an error event and `[DONE]`, and the upstream generation
+    is stopped. A conversation that vanished with its
     owner before the answer could be stored ends the same way, never as an exception."""
 
     def __init__(
