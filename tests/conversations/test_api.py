@@ -328,7 +328,8 @@ async def test_history_conversation_filter_returns_that_conversation(
 
     assert [m["content"] for m in only_a.json() if m["role"] == "user"] == ["in a"]
     assert [m["content"] for m in everything if m["role"] == "user"] == ["in a", "in b"]
-    assert set(everything[0]) == {"id", "role", "content", "timestamp", "sources"}
+    # `feedback` (issue 19) is added to every message: null on questions and unrated answers.
+    assert set(everything[0]) == {"id", "role", "content", "timestamp", "sources", "feedback"}
 
 
 async def test_history_other_users_conversation_filter_is_404(client: httpx.AsyncClient) -> None:

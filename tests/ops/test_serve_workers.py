@@ -27,6 +27,7 @@ from tests.fakes.server import serve
 
 STARTUP_SECONDS = 120
 ATTEMPTS = 12
+MAX_ATTEMPTS = 60
 PER_ACCOUNT = 5
 
 
@@ -125,23 +126,30 @@ def test_two_workers_share_limits_in_redis_and_report_metrics_together(
     url, metrics_dir, _ = two_workers
     (tmp_path / "alone").mkdir()
     assert not (metrics_dir / "counter_999999.db").exists()
-    statuses = []
-    for _ in range(ATTEMPTS):
-        # A new connection each time, so the kernel spreads them over both workers.
+    statuses: list[int] = []
+    per_process: dict[str, float] = {}
+    # A new connection each time, so the kernel spreads them over both workers; on a loaded
+    # machine one worker can take a dozen in a row, so go on (bounded) until both answered.
+    while len(statuses) < ATTEMPTS or (len(per_process) < 2 and len(statuses) < MAX_ATTEMPTS):
         with httpx.Client(base_url=url, timeout=30) as client:
             response = client.post(
                 "/api/login/", json={"email": "ada@example.com", "password": "wrong password"}
             )
         statuses.append(response.status_code)
+        if len(statuses) >= ATTEMPTS:
+            scratch = tmp_path / f"alone-{len(statuses)}"
+            scratch.mkdir()
+            per_process = _login_counts_by_process(metrics_dir, scratch)
+    attempts = len(statuses)
     scrapes = []
     for _ in range(4):
         with httpx.Client(base_url=url, timeout=30) as client:
             scrapes.append(client.get("/metrics").text)
 
-    assert statuses == [401] * PER_ACCOUNT + [429] * (ATTEMPTS - PER_ACCOUNT)
+    assert statuses == [401] * PER_ACCOUNT + [429] * (attempts - PER_ACCOUNT)
     per_process = _login_counts_by_process(metrics_dir, tmp_path / "alone")
     assert len(per_process) == 2, per_process  # both workers answered some
-    assert sum(per_process.values()) == ATTEMPTS
+    assert sum(per_process.values()) == attempts
     for text in scrapes:  # whichever worker answered the scrape: the total of both
         totals = {
             sample.labels["status"]: sample.value
@@ -149,7 +157,7 @@ def test_two_workers_share_limits_in_redis_and_report_metrics_together(
             for sample in family.samples
             if sample.name == "http_requests_total" and sample.labels["route"] == "/api/login/"
         }
-        assert totals == {"401": PER_ACCOUNT, "429": ATTEMPTS - PER_ACCOUNT}
+        assert totals == {"401": PER_ACCOUNT, "429": attempts - PER_ACCOUNT}
 
 
 def test_serve_log_format_json_every_line_json_with_request_ids(
