@@ -132,41 +132,19 @@ async def _sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[Asyn
 
 
 async def _cleanup(settings: Settings) -> tuple[int, int] | None:
-    from app.admin.service import purge_audit
-    from app.auth.retention import purge_expired_refresh_tokens
-    from app.chat.retention import JOB_NAME, purge_old_messages
+    from app.chat.retention import JOB_NAME
     from app.core.scheduler import JobLease, run_exclusive
-    from app.usage.service import purge_usage
+    from app.lifespan import RetentionRun, purge_expired
 
     async with _sessions(settings) as sessions:
-        deleted: list[int] = []
+        runs: list[RetentionRun] = []
 
         async def job() -> str:
-            deleted.append(
-                await purge_old_messages(
-                    sessions,
-                    retention_days=settings.chat_retention_days,
-                    batch_size=settings.cleanup_batch_size,
-                )
-            )
-            deleted.append(await purge_expired_refresh_tokens(sessions))
-            audit = await purge_audit(
-                sessions,
-                retention_days=settings.audit_retention_days,
-                batch_size=settings.cleanup_batch_size,
-            )
-            usage = await purge_usage(
-                sessions,
-                retention_days=settings.usage_retention_days,
-                batch_size=settings.cleanup_batch_size,
-            )
-            return (
-                f"deleted {deleted[0]} messages, {deleted[1]} expired refresh tokens, "
-                f"{audit} audit entries, {usage} usage records"
-            )
+            runs.append(await purge_expired(settings, sessions))
+            return runs[0].summary()
 
         ran = await run_exclusive(JobLease(sessions, JOB_NAME), job)
-        return (deleted[0], deleted[1]) if ran is not None else None
+        return (runs[0].messages, runs[0].refresh_tokens) if ran is not None else None
 
 
 def cmd_cleanup(_: argparse.Namespace, settings: Settings) -> int:

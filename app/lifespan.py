@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -44,36 +45,59 @@ def build_hasher(settings: Settings) -> PasswordHasher:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RetentionRun:
+    """What one retention purge deleted, table by table."""
+
+    messages: int
+    refresh_tokens: int
+    audit_entries: int
+    usage_records: int
+
+    def summary(self) -> str:
+        return (
+            f"deleted {self.messages} messages, {self.refresh_tokens} expired refresh tokens, "
+            f"{self.audit_entries} audit entries, {self.usage_records} usage records"
+        )
+
+
+async def purge_expired(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> RetentionRun:
+    """Every retention rule once, in batches of CLEANUP_BATCH_SIZE (the scheduled job and
+    `chatbot cleanup` both run this), counted in `retention_deleted_total`."""
+    run = RetentionRun(
+        messages=await purge_old_messages(
+            sessions,
+            retention_days=settings.chat_retention_days,
+            batch_size=settings.cleanup_batch_size,
+        ),
+        refresh_tokens=await purge_expired_refresh_tokens(sessions),
+        audit_entries=await purge_audit(
+            sessions,
+            retention_days=settings.audit_retention_days,
+            batch_size=settings.cleanup_batch_size,
+        ),
+        usage_records=await purge_usage(
+            sessions,
+            retention_days=settings.usage_retention_days,
+            batch_size=settings.cleanup_batch_size,
+        ),
+    )
+    metrics.RETENTION_DELETED.labels(table="chat_messages").inc(run.messages)
+    metrics.RETENTION_DELETED.labels(table="refresh_tokens").inc(run.refresh_tokens)
+    metrics.RETENTION_DELETED.labels(table="admin_audit").inc(run.audit_entries)
+    metrics.RETENTION_DELETED.labels(table="token_usage").inc(run.usage_records)
+    return run
+
+
 async def start_retention(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIOScheduler:
     scheduler = build_scheduler()
 
     async def purge() -> str:
-        deleted = await purge_old_messages(
-            sessions,
-            retention_days=settings.chat_retention_days,
-            batch_size=settings.cleanup_batch_size,
-        )
-        tokens = await purge_expired_refresh_tokens(sessions)
-        audit = await purge_audit(
-            sessions,
-            retention_days=settings.audit_retention_days,
-            batch_size=settings.cleanup_batch_size,
-        )
-        usage = await purge_usage(
-            sessions,
-            retention_days=settings.usage_retention_days,
-            batch_size=settings.cleanup_batch_size,
-        )
-        metrics.RETENTION_DELETED.labels(table="chat_messages").inc(deleted)
-        metrics.RETENTION_DELETED.labels(table="refresh_tokens").inc(tokens)
-        metrics.RETENTION_DELETED.labels(table="admin_audit").inc(audit)
-        metrics.RETENTION_DELETED.labels(table="token_usage").inc(usage)
-        return (
-            f"deleted {deleted} messages, {tokens} expired refresh tokens, "
-            f"{audit} audit entries, {usage} usage records"
-        )
+        return (await purge_expired(settings, sessions)).summary()
 
     await schedule_periodic(
         scheduler,

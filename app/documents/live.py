@@ -5,22 +5,22 @@ rule; this checks it against the documents table too)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.documents.models import Document, DocumentStatus
 from app.documents.repository import visible_clause
-from app.rag.protocols import ChunkRecord, ScoredChunk, Vector, VectorStore, Visibility
+from app.rag.protocols import ForwardingStore, ScoredChunk, Vector, VectorStore, Visibility
 
 
-class LiveDocumentsStore:
+class LiveDocumentsStore(ForwardingStore):
     """Delegates to `inner`; after each query, one primary-key lookup drops dead documents
     and any the visibility rule does not admit."""
 
     def __init__(self, inner: VectorStore, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._sessions = sessions
 
     async def query(
@@ -42,21 +42,6 @@ class LiveDocumentsStore:
                 ).scalars()
             )
         return [chunk for chunk in chunks if chunk.document_id in live]
-
-    async def upsert(self, records: Sequence[ChunkRecord]) -> None:
-        await self.inner.upsert(records)
-
-    async def delete(self, ids: Sequence[str]) -> None:
-        await self.inner.delete(ids)
-
-    async def delete_documents(self, document_ids: Sequence[int]) -> None:
-        await self.inner.delete_documents(document_ids)
-
-    async def remove_orphans(self) -> int:
-        return await self.inner.remove_orphans()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def live_documents(

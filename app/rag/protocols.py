@@ -201,6 +201,34 @@ class VectorStore(Protocol):
     async def aclose(self) -> None: ...
 
 
+class ForwardingStore:
+    """A `VectorStore` that hands every call to `inner`: the base of store wrappers, which
+    override only the calls they change (the live-documents filter, re-ranking)."""
+
+    def __init__(self, inner: VectorStore) -> None:
+        self.inner = inner
+
+    async def upsert(self, records: Sequence[ChunkRecord]) -> None:
+        await self.inner.upsert(records)
+
+    async def query(
+        self, vector: Vector, *, top_k: int, visibility: Visibility
+    ) -> list[ScoredChunk]:
+        return await self.inner.query(vector, top_k=top_k, visibility=visibility)
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        await self.inner.delete(ids)
+
+    async def delete_documents(self, document_ids: Sequence[int]) -> None:
+        await self.inner.delete_documents(document_ids)
+
+    async def remove_orphans(self) -> int:
+        return await self.inner.remove_orphans()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 @runtime_checkable
 class TextSearch(Protocol):
     """A store that also ranks by the question's words (app.rag.hybrid.HybridStore)."""

@@ -33,8 +33,8 @@ from app.core.config import Settings
 from app.core.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from app.rag.errors import BackendUnavailable
 from app.rag.protocols import (
-    ChunkRecord,
     Embedder,
+    ForwardingStore,
     ScoredChunk,
     TextSearch,
     Vector,
@@ -204,7 +204,7 @@ def _parse_scores(response: httpx.Response, count: int) -> list[float]:
     return [scores[n] for n in range(count)]
 
 
-class RerankingStore:
+class RerankingStore(ForwardingStore):
     """A store that searches by text, its candidates re-ranked.
 
     Writes and vector-only queries go straight to the inner store; `search` asks it for
@@ -213,7 +213,7 @@ class RerankingStore:
     def __init__(self, inner: VectorStore, reranker: Reranker, *, candidates: int = 20) -> None:
         if not isinstance(inner, TextSearch):
             raise BackendUnavailable("Re-ranking needs a store that searches by text (hybrid).")
-        self.inner = inner
+        super().__init__(inner)
         self.reranker = reranker
         self.candidates = candidates
 
@@ -225,23 +225,6 @@ class RerankingStore:
             question, vector, top_k=max(top_k, self.candidates), visibility=visibility
         )
         return (await self.reranker.rerank(question, found))[:top_k]
-
-    async def query(
-        self, vector: Vector, *, top_k: int, visibility: Visibility
-    ) -> list[ScoredChunk]:
-        return await self.inner.query(vector, top_k=top_k, visibility=visibility)
-
-    async def upsert(self, records: Sequence[ChunkRecord]) -> None:
-        await self.inner.upsert(records)
-
-    async def delete(self, ids: Sequence[str]) -> None:
-        await self.inner.delete(ids)
-
-    async def delete_documents(self, document_ids: Sequence[int]) -> None:
-        await self.inner.delete_documents(document_ids)
-
-    async def remove_orphans(self) -> int:
-        return await self.inner.remove_orphans()
 
     async def aclose(self) -> None:
         try:

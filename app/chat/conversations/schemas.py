@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.chat.schemas import FeedbackRead, SourceRead
+from app.chat.schemas import MessageRead
 from app.core.validation import StorableStr
 
 TITLE_MAX_CHARS = 200
@@ -32,19 +31,11 @@ class ConversationRead(BaseModel):
     updated_at: datetime = Field(description="The last message or rename.")
 
 
-class ConversationMessageRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+class ConversationMessageRead(MessageRead):
+    """A message of the history, and whether a streamed answer was cut short."""
 
-    id: int
-    role: Literal["user", "bot"]
-    content: str
-    timestamp: datetime
-    sources: list[SourceRead] | None = None
     interrupted: bool = Field(
         default=False, description="A streamed answer cut short when the client went away."
-    )
-    feedback: FeedbackRead | None = Field(
-        default=None, description="Your rating of a bot answer; null when unrated."
     )
 
 
