@@ -6,7 +6,7 @@ with the visibility rule inside, and fuses them:
 
     fused(chunk) = dense_weight / (k + dense_rank) + lexical_weight / (k + lexical_rank)
 
-Rank fusion needs no score calibration between BM25 and cosine (Cormack et al. 2009).
+(`app.rag.fusion`, the same fusion a follow-up's several queries use).
 Overlapping chunks of one document (neighbours share `CHUNK_OVERLAP_TOKENS` of text) are
 deduplicated after fusion, so the context is not the same passage twice.
 
@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
+from app.rag.fusion import reciprocal_rank_fusion
 from app.rag.lexical import LexicalHit, LexicalIndex
 from app.rag.protocols import ChunkRecord, ScoredChunk, Vector, VectorStore, Visibility
 
@@ -79,19 +80,20 @@ def fuse(
     with no dense ranking at all (lexical mode) and no similarity, 1.0: the cosine threshold
     cannot judge it, so it does not filter it.
     """
-    fused: dict[str, float] = {}
-    chunks: dict[str, ScoredChunk] = {}
-    for rank, chunk in enumerate(dense, start=1):
-        fused[chunk.id] = fused.get(chunk.id, 0.0) + config.dense_weight / (config.rrf_k + rank)
-        chunks[chunk.id] = chunk
+    chunks: dict[str, ScoredChunk] = {chunk.id: chunk for chunk in dense}
     floor = dense[-1].score if dense else 1.0
-    for rank, hit in enumerate(lexical, start=1):
-        fused[hit.id] = fused.get(hit.id, 0.0) + config.lexical_weight / (config.rrf_k + rank)
+    for hit in lexical:
         if hit.id not in chunks:
             score = (similarities or {}).get(hit.id, floor)
             chunks[hit.id] = ScoredChunk(hit.id, hit.document_id, hit.title, hit.text, score)
-    order = sorted(fused, key=lambda chunk_id: fused[chunk_id], reverse=True)
-    return dedupe_overlapping([chunks[chunk_id] for chunk_id in order])
+    order = reciprocal_rank_fusion(
+        [
+            (config.dense_weight, [chunk.id for chunk in dense]),
+            (config.lexical_weight, [hit.id for hit in lexical]),
+        ],
+        k=config.rrf_k,
+    )
+    return dedupe_overlapping([chunks[chunk_id] for chunk_id, _ in order])
 
 
 class VectorScorer(Protocol):
