@@ -131,7 +131,14 @@ def markdown_headings(chunks: Sequence[str]) -> list[str]:
 def source_title(title: str, heading: str) -> str:
     """The title a chunk is cited by: the document's, then the section it is from
     ("Q3 report — Revenue > EMEA"), so a source names the heading, slide or sheet."""
-    label = f"{title}{TITLE_SEPARATOR}{heading}" if heading.strip() else title
+    names = {title.strip().casefold(), title.rsplit(".", 1)[0].strip().casefold()}
+    # A heading that repeats the document's title ("# Handbook" in handbook.md) says nothing.
+    parts = [
+        part.strip()
+        for part in heading.split(HEADING_SEPARATOR)
+        if part.strip() and part.strip().casefold() not in names
+    ]
+    label = f"{title}{TITLE_SEPARATOR}{HEADING_SEPARATOR.join(parts)}" if parts else title
     return label[:MAX_SOURCE_TITLE_CHARS]
 
 

@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from app.core.errors import UnsupportedMediaType
-from app.documents.chunking import chunk_text
+from app.documents.chunking import chunk_text, source_title
 from app.documents.formats import content_type_for, html_to_text
 from app.rag.text import count_tokens, split_sentences
 
@@ -83,3 +83,10 @@ def test_content_type_for_known_and_unknown() -> None:
 )
 def test_count_tokens_never_exceeds_characters(text: str) -> None:
     assert count_tokens(text) <= len(text)
+
+
+def test_source_title_heading_repeating_the_title_is_left_out() -> None:
+    assert source_title("Handbook", "Handbook") == "Handbook"
+    assert source_title("handbook.md", "Handbook > Leave") == "handbook.md — Leave"
+    assert source_title("Q3 report.docx", "Regional revenue") == "Q3 report.docx — Regional revenue"
+    assert source_title("notes", "") == "notes"
