@@ -1,15 +1,20 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from sqlalchemy import Row, Text, cast, select
+from sqlalchemy import Row, Select, Text, cast, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat.models import ChatMessage
 
-# id, role, content, timestamp, and sources as stored JSON text (None without sources).
-HistoryRow = Row[int, str, str, datetime, str]
+# id, role, content, timestamp, and sources as stored JSON text (None without sources); and
+# whatever columns a `HistoryExtension` adds.
+HistoryRow = Row[Any]
+# Adds columns (and joins) to the history query, so that one round trip also fetches what a
+# higher layer shows beside each message (its feedback).
+AnySelect = Select[*tuple[Any, ...]]
+HistoryExtension = Callable[[AnySelect], AnySelect]
 
 
 class ChatRepository:
@@ -21,6 +26,12 @@ class ChatRepository:
         await self.session.flush()
         return message
 
+    async def insert(self, **values: Any) -> int:
+        """One Core INSERT of a message's columns, returning its id: no ORM object and no
+        unit of work (a chat turn stores two messages)."""
+        query = insert(ChatMessage).values(**values).returning(ChatMessage.id)
+        return int((await self.session.execute(query)).scalar_one())
+
     async def latest(
         self,
         user_id: int,
@@ -28,11 +39,12 @@ class ChatRepository:
         limit: int,
         before_id: int | None = None,
         conversation_id: int | None = None,
+        extend: HistoryExtension | None = None,
     ) -> list[HistoryRow]:
         """The user's newest `limit` messages (older than `before_id`), oldest first, as rows
         of the columns the history shows, `sources` as its JSON text (no ORM objects and no
-        JSON decoding: this is the hot read path)."""
-        query = select(
+        JSON decoding: this is the hot read path), plus the columns `extend` adds."""
+        query: AnySelect = select(
             ChatMessage.id,
             ChatMessage.role,
             ChatMessage.content,
@@ -44,6 +56,8 @@ class ChatRepository:
             query = query.where(ChatMessage.conversation_id == conversation_id)
         if before_id is not None:
             query = query.where(ChatMessage.id < before_id)
+        if extend is not None:
+            query = extend(query)
         # Served by the (user_id, timestamp) index; id breaks ties within one timestamp.
         query = query.order_by(ChatMessage.timestamp.desc(), ChatMessage.id.desc()).limit(limit)
         rows = (await self.session.execute(query)).all()

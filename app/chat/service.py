@@ -20,8 +20,7 @@ from app.auth.models import User
 from app.chat.conversations.models import Conversation
 from app.chat.conversations.repository import ConversationRepository
 from app.chat.conversations.service import ConversationNotFound, shorten_title
-from app.chat.models import ChatMessage
-from app.chat.repository import ChatRepository, HistoryRow
+from app.chat.repository import ChatRepository, HistoryExtension, HistoryRow
 from app.core.db import utcnow
 from app.core.errors import AppError, InvalidInput, NotAuthenticated, UpstreamError, is_outage
 from app.rag.pipeline import RagPipeline, StreamedAnswer
@@ -254,23 +253,21 @@ class ChatService:
     ) -> int:
         now = utcnow()
         async with self.sessions.begin() as session:
-            stored = await ChatRepository(session).add(
-                ChatMessage(
-                    user_id=user_id,
-                    conversation_id=conversation_id,
-                    role=role,
-                    content=content,
-                    timestamp=now,
-                    sources=sources,
-                    interrupted=interrupted,
-                )
+            stored_id = await ChatRepository(session).insert(
+                user_id=user_id,
+                conversation_id=conversation_id,
+                role=role,
+                content=content,
+                timestamp=now,
+                sources=sources,
+                interrupted=interrupted,
             )
             await ConversationRepository(session).touch(
                 conversation_id,
                 now,
                 title_if_empty=shorten_title(title, self.title_chars) if title else None,
             )
-        return stored.id
+        return stored_id
 
     async def store_bot_answer(
         self,
@@ -300,15 +297,21 @@ class ChatService:
         limit: int,
         before_id: int | None = None,
         conversation_id: int | None = None,
+        extend: HistoryExtension | None = None,
     ) -> list[HistoryRow]:
-        """Rows of (id, role, content, timestamp, sources JSON), oldest first."""
+        """Rows of (id, role, content, timestamp, sources JSON, then the columns `extend`
+        adds), oldest first."""
         async with self.sessions() as session:
             if conversation_id is not None:
                 owned = await ConversationRepository(session).get_owned(user.id, conversation_id)
                 if owned is None:
                     raise ConversationNotFound()
             return await ChatRepository(session).latest(
-                user.id, limit=limit, before_id=before_id, conversation_id=conversation_id
+                user.id,
+                limit=limit,
+                before_id=before_id,
+                conversation_id=conversation_id,
+                extend=extend,
             )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase
 from app.core import metrics
 from app.core.config import Settings
 from app.core.errors import DatabaseUnavailable
+from app.core.sqlite import one_hop_dbapi
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -74,6 +75,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         # busy_timeout is set by the pragma hook below; the driver's own timeout would mask it.
         kwargs["connect_args"] = {"timeout": 0}
+        if settings.database_url.startswith("sqlite+aiosqlite"):
+            kwargs["module"] = one_hop_dbapi()  # one thread hop per statement, not four
     else:
         # A server can drop idle connections; a SQLite file cannot, so only ping servers.
         kwargs["pool_pre_ping"] = True

@@ -4,12 +4,30 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.chat.models import ChatMessage
 from app.feedback.models import MessageFeedback
+
+
+def with_feedback(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
+    """A chat history query (app.chat.repository, `extend`) with each answer's feedback by
+    its author as `feedback_rating`, `feedback_comment`, `feedback_updated_at` (None when
+    unrated): the history and its ratings in one round trip."""
+    return query.outerjoin(
+        MessageFeedback,
+        and_(
+            MessageFeedback.message_id == ChatMessage.id,
+            MessageFeedback.user_id == ChatMessage.user_id,
+            ChatMessage.role == "bot",
+        ),
+    ).add_columns(
+        MessageFeedback.rating.label("feedback_rating"),
+        MessageFeedback.comment.label("feedback_comment"),
+        MessageFeedback.updated_at.label("feedback_updated_at"),
+    )
 
 
 class FeedbackRepository:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,6 +34,22 @@ def feedback_read(feedback: MessageFeedback) -> FeedbackRead:
             "updated_at": feedback.updated_at,
         }
     )
+
+
+def feedback_of_rows(rows: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    """FeedbackRead as JSON for each rated row of a history query extended by
+    `app.feedback.repository.with_feedback`, by message id."""
+    return {
+        row.id: FeedbackRead.model_validate(
+            {
+                "rating": row.feedback_rating,
+                "comment": row.feedback_comment,
+                "updated_at": row.feedback_updated_at,
+            }
+        ).model_dump(mode="json")
+        for row in rows
+        if row.feedback_rating is not None
+    }
 
 
 class FeedbackService:

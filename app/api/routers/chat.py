@@ -10,7 +10,6 @@ from app.api.access import CurrentAccess, still_reaches
 from app.api.deps import MAX_ID, SettingsDep, StateDep
 from app.api.principal import CurrentPrincipal, CurrentUser
 from app.api.ratelimits import ChatRateLimit
-from app.api.routers.feedback import FeedbackServiceDep
 from app.chat.history_json import messages_json
 from app.chat.schemas import ChatRequest, ChatResponse, MessageRead, SourceRead
 from app.chat.service import ChatService
@@ -25,6 +24,8 @@ from app.core.errors import (
     error_responses,
 )
 from app.core.ratelimit import TooManyRequests
+from app.feedback.repository import with_feedback
+from app.feedback.service import feedback_of_rows
 
 # Tags per route. The conversation routes are not nested in this router (app/main.py includes
 # them): a nested router keeps only its own prefix in the route template metrics label with.
@@ -146,7 +147,6 @@ async def chat_stream(
 async def chat_history(
     user: CurrentUser,
     service: ChatServiceDep,
-    feedback: FeedbackServiceDep,
     settings: SettingsDep,
     limit: Annotated[int | None, Query(ge=1, description="Newest messages to return")] = None,
     before: Annotated[
@@ -158,10 +158,13 @@ async def chat_history(
 ) -> Response:
     """The user's messages, oldest first: the newest `limit`, or those before `before`."""
     limit = min(limit or settings.chat_history_default_limit, settings.chat_history_max_limit)
+    # One session and one query: the messages and their feedback together.
     rows = await service.history(
-        user, limit=limit, before_id=before, conversation_id=conversation_id
+        user,
+        limit=limit,
+        before_id=before,
+        conversation_id=conversation_id,
+        extend=with_feedback,
     )
-    rated = await feedback.of_messages(user.id, [row.id for row in rows if row.role == "bot"])
-    ratings = {mid: f.model_dump(mode="json") for mid, f in rated.items()}
     # Serialized in one pass, not validated row by row (the response_model documents it).
-    return Response(messages_json(rows, ratings), media_type="application/json")
+    return Response(messages_json(rows, feedback_of_rows(rows)), media_type="application/json")
