@@ -121,77 +121,108 @@ def run(
     workdir: Path,
     database: str = "sqlite",
     profile: Path | None = None,
-    code: str = "HEAD",
-    root: Path = ROOT,
+    trees: list[tuple[str, Path]] | None = None,
 ) -> list[dict[str, Any]]:
+    """Every tree's server runs at once, each on a database of its own, and each round sends
+    the burst to each of them and to the fakes alone, in an order that alternates: the
+    baseline and the candidate see the same machine load."""
+    trees = trees or [("HEAD", ROOT)]
     results = []
     with running([start_module("bench.perf.fakes", workdir, "--llm-delay", str(delay))]) as (
         fakes,
     ):
-        if database == "postgresql":
-            asyncio.run(reset_postgres())
-            db = PG_URL
-        else:
-            db = f"sqlite+aiosqlite:///{workdir}/concurrency-{code}.db"
-        with running([start_app(db, workdir, app_env(fakes.base), root=root)]) as (app,):
+        servers = []
+        for code, root in trees:
+            if database == "postgresql":
+                url = PG_URL if len(trees) == 1 else f"{PG_URL}_{code.lower()}"
+                asyncio.run(reset_postgres(url))
+            else:
+                url = f"sqlite+aiosqlite:///{workdir}/concurrency-{code}.db"
+            servers.append(start_app(url, workdir, app_env(fakes.base), root=root))
+        with running(servers) as apps:
             offset = 0
             for n in users:
-                walls: list[float] = []
+                walls: dict[str, list[float]] = {code: [] for code, _ in trees}
+                app_cpu: dict[str, list[float]] = {code: [] for code, _ in trees}
+                loop_cpu: dict[str, list[float]] = {code: [] for code, _ in trees}
+                fakes_cpu: dict[str, list[float]] = {code: [] for code, _ in trees}
+                failed: dict[str, int] = {code: 0 for code, _ in trees}
                 floors: list[float] = []
-                app_cpu: list[float] = []
-                fakes_cpu: list[float] = []
-                failed = 0
                 for r in range(rounds):
-                    tokens = asyncio.run(accounts(app.base, n, offset))
+                    tokens = {}
+                    for code, _ in trees:
+                        app = apps[[c for c, _ in trees].index(code)]
+                        tokens[code] = asyncio.run(accounts(app.base, n, offset))
                     offset += n
-                    order = ["app", "fakes"] if r % 2 == 0 else ["fakes", "app"]
+                    order = [*(code for code, _ in trees), "fakes"]
+                    if r % 2:
+                        order.reverse()
                     for which in order:
-                        if which == "app":
-                            spy = _py_spy(app.pid, profile) if profile and r == 1 else None
-                            before = cpu_seconds(app.pid), cpu_seconds(fakes.pid)
-                            wall, bad = asyncio.run(chats(app.base, tokens))
-                            app_cpu.append((cpu_seconds(app.pid) - before[0]) / n * 1e3)
-                            fakes_cpu.append((cpu_seconds(fakes.pid) - before[1]) / n * 1e3)
-                            if spy is not None:
-                                spy.wait(60)
-                            walls.append(wall)
-                            failed += bad
-                        else:
+                        if which == "fakes":
                             wall, bad = asyncio.run(fakes_alone(fakes.base, n))
                             floors.append(wall)
-                            failed += bad
-                result: dict[str, Any] = {
-                    "code": code,
-                    "database": database,
-                    "users": n,
-                    "llm_delay_s": delay,
-                    "chat_wall_s": spread(walls),
-                    "fakes_alone_wall_s": spread(floors),
-                    "ratio_to_floor": spread([w / delay for w in walls]),
-                    "ratio_to_fakes_alone": spread(
-                        [w / f for w, f in zip(walls, floors, strict=True)]
-                    ),
-                    # CPU time of the server per turn: what bounds throughput whatever the
-                    # machine's load (2 shared cores: the wall figures move with it).
-                    "app_cpu_ms_per_turn": spread(app_cpu),
-                    "fakes_cpu_ms_per_turn": spread(fakes_cpu),
-                    "load_average": os.getloadavg()[0],
-                    "failed": failed,
-                }
-                results.append(result)
-                print(
-                    f"{code:8} {database:10} {n:4} concurrent chats: "
-                    f"{result['chat_wall_s']['median']:.2f} s "
-                    f"[{min(walls):.2f}-{max(walls):.2f}] = "
-                    f"{result['ratio_to_floor']['median']:.2f}x the {delay:g} s floor "
-                    f"(goal <= {GOAL} for 100); fakes alone "
-                    f"{result['fakes_alone_wall_s']['median']:.2f} s; server CPU "
-                    f"{result['app_cpu_ms_per_turn']['median']:.1f} ms/turn (fakes "
-                    f"{result['fakes_cpu_ms_per_turn']['median']:.1f}); load "
-                    f"{result['load_average']:.1f}; failed {failed}",
-                    flush=True,
-                )
+                            continue
+                        app = apps[[c for c, _ in trees].index(which)]
+                        spy = _py_spy(app.pid, profile) if profile and r == 1 else None
+                        before = cpu_seconds(app.pid), cpu_seconds(fakes.pid)
+                        loop_before = thread_cpu_seconds(app.pid)
+                        wall, bad = asyncio.run(chats(app.base, tokens[which]))
+                        app_cpu[which].append((cpu_seconds(app.pid) - before[0]) / n * 1e3)
+                        loop_cpu[which].append(
+                            (thread_cpu_seconds(app.pid) - loop_before) / n * 1e3
+                        )
+                        fakes_cpu[which].append((cpu_seconds(fakes.pid) - before[1]) / n * 1e3)
+                        if spy is not None:
+                            spy.wait(60)
+                        walls[which].append(wall)
+                        failed[which] += bad
+                for code, _ in trees:
+                    result: dict[str, Any] = {
+                        "code": code,
+                        "database": database,
+                        "users": n,
+                        "llm_delay_s": delay,
+                        "chat_wall_s": spread(walls[code]),
+                        "fakes_alone_wall_s": spread(floors),
+                        "ratio_to_floor": spread([w / delay for w in walls[code]]),
+                        "ratio_to_fakes_alone": spread(
+                            [w / f for w, f in zip(walls[code], floors, strict=True)]
+                        ),
+                        # CPU time of the server per turn: what bounds throughput whatever
+                        # the machine's load (2 shared cores: the wall figures move with it).
+                        "app_cpu_ms_per_turn": spread(app_cpu[code]),
+                        # Of which the event loop's thread (the rest: aiosqlite's connection
+                        # threads, the default executor).
+                        "loop_thread_cpu_ms_per_turn": spread(loop_cpu[code]),
+                        "fakes_cpu_ms_per_turn": spread(fakes_cpu[code]),
+                        "load_average": os.getloadavg()[0],
+                        "failed": failed[code],
+                    }
+                    results.append(result)
+                    print(
+                        f"{code:8} {database:10} {n:4} concurrent chats: "
+                        f"{result['chat_wall_s']['median']:.2f} s "
+                        f"[{min(walls[code]):.2f}-{max(walls[code]):.2f}] = "
+                        f"{result['ratio_to_floor']['median']:.2f}x the {delay:g} s floor "
+                        f"(goal <= {GOAL} for 100); fakes alone "
+                        f"{result['fakes_alone_wall_s']['median']:.2f} s; server CPU "
+                        f"{result['app_cpu_ms_per_turn']['median']:.1f} ms/turn "
+                        f"[{result['app_cpu_ms_per_turn']['min']:.1f}-"
+                        f"{result['app_cpu_ms_per_turn']['max']:.1f}], event loop thread "
+                        f"{result['loop_thread_cpu_ms_per_turn']['median']:.1f} (fakes "
+                        f"{result['fakes_cpu_ms_per_turn']['median']:.1f}); load "
+                        f"{result['load_average']:.1f}; failed {failed[code]}",
+                        flush=True,
+                    )
     return results
+
+
+def thread_cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User plus system CPU time of one thread of a process (default: its main thread, which
+    runs uvicorn's event loop)."""
+    path = Path(f"/proc/{pid}/task/{tid or pid}/stat")
+    fields = path.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -230,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the server")
     parser.add_argument("--databases", nargs="+", default=["sqlite", "postgresql"])
-    parser.add_argument("--before", help="also measure this git ref (e.g. 2e31488), same run")
+    parser.add_argument(
+        "--before", help="also measure this git ref (e.g. 2e31488), rounds interleaved"
+    )
     args = parser.parse_args(argv)
     info = machine()
     with tempfile.TemporaryDirectory() as tmp:
@@ -242,17 +275,15 @@ def main(argv: list[str] | None = None) -> int:
             if database == "postgresql" and not postgres_available():
                 print("PostgreSQL not reachable: skipped")
                 continue
-            for code, root in trees:
-                results += run(
-                    args.users,
-                    args.rounds,
-                    args.llm_delay,
-                    Path(tmp),
-                    database,
-                    args.profile,
-                    code,
-                    root,
-                )
+            results += run(
+                args.users,
+                args.rounds,
+                args.llm_delay,
+                Path(tmp),
+                database,
+                args.profile,
+                trees,
+            )
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "results": results}, indent=2))
     return 0

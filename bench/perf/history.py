@@ -1,6 +1,7 @@
-"""`GET /api/chat-history/?limit=100` (100 stored messages) against a bare FastAPI `/hello`
-served with the same uvicorn flags: throughput at 32 connections, and serial latency beside
-`/health` and `/api/me/`. SQLite and PostgreSQL; rounds alternate the order of the paths.
+"""`GET /api/chat-history/?limit=100` (100 stored messages), `/health` and `/api/me/` against a
+bare FastAPI `/hello` served with the same uvicorn flags: throughput at 32 connections, each
+as a ratio to the hello of the same round, and serial latency. SQLite and PostgreSQL; rounds
+alternate the order of the paths.
 
     .venv/bin/python -m bench.perf.history [--rounds 3] [--seconds 5] [--json out.json]
 """
@@ -92,18 +93,23 @@ def measure(
         assert len(body) == MESSAGES, body
         wrk(history, connections=32, seconds=1, headers=headers)  # warm-up
         wrk(f"{hello}/hello", connections=32, seconds=1)
-        rps: dict[str, list[float]] = {"history": [], "hello": []}
+        urls = {
+            "history": history,
+            "hello": f"{hello}/hello",
+            "health": f"{app.base}/health",
+            "me": f"{app.base}/api/me/",
+        }
+        rps: dict[str, list[float]] = {path: [] for path in urls}
         p50: dict[str, list[float]] = {"history_32": [], "history": [], "health": [], "me": []}
         errors = 0
         for r in range(rounds):
-            order = ["history", "hello"] if r % 2 == 0 else ["hello", "history"]
+            order = list(urls) if r % 2 == 0 else list(reversed(urls))
             for path in order:
-                url = history if path == "history" else f"{hello}/hello"
                 res = wrk(
-                    url,
+                    urls[path],
                     connections=32,
                     seconds=seconds,
-                    headers=headers if path == "history" else {},
+                    headers=headers if path != "hello" else {},
                 )
                 rps[path].append(res.rps)
                 errors += res.non_2xx + res.errors
@@ -126,6 +132,11 @@ def measure(
         "history_rps": spread(rps["history"]),
         "hello_rps": spread(rps["hello"]),
         "ratio": spread(ratios),
+        # The other read paths on the same ladder: each round's req/s over that round's hello.
+        "health_rps": spread(rps["health"]),
+        "health_ratio": spread([h / b for h, b in zip(rps["health"], rps["hello"], strict=True)]),
+        "me_rps": spread(rps["me"]),
+        "me_ratio": spread([h / b for h, b in zip(rps["me"], rps["hello"], strict=True)]),
         "history_p50_ms_32": spread(p50["history_32"]),
         "serial_p50_ms": {k: spread(v) for k, v in p50.items() if k != "history_32"},
         "errors": errors,
@@ -142,7 +153,9 @@ def summary(result: dict[str, Any]) -> str:
         f"(p50 {result['history_p50_ms_32']['median']:.1f} ms at 32) / hello "
         f"{result['hello_rps']['median']:7.0f} = ratio {result['ratio']['median']:.3f}"
         f" [{result['ratio']['min']:.3f}-{result['ratio']['max']:.3f}] "
-        f"(goal >= {GOAL_RATIO}); serial p50 history "
+        f"(goal >= {GOAL_RATIO}); /health {result['health_rps']['median']:.0f} req/s = "
+        f"{result['health_ratio']['median']:.3f}, /api/me/ {result['me_rps']['median']:.0f} "
+        f"req/s = {result['me_ratio']['median']:.3f}; serial p50 history "
         f"{s['history']['median']:.2f} ms, /health {s['health']['median']:.2f}, "
         f"/api/me/ {s['me']['median']:.2f} (goal <= {GOAL_SERIAL_MS}); "
         f"errors {result['errors']}"
