@@ -153,7 +153,12 @@ async def test_followup_llm_down_answers_503_within_one_budget_and_keeps_questio
         # call retried for its own deadline and the answer for another (about 2 * BUDGET).
         assert _condense_calls(llm) >= 1
         assert len(llm.requests) - _condense_calls(llm) >= 2
-        assert elapsed < 1.5 * BUDGET, elapsed
+        # No attempt starts past the one budget (before: the answer's own retries ran on to
+        # about 2 * BUDGET). Timed by the attempts' arrival, so a loaded machine's slower
+        # response handling does not count; the whole turn is bounded more loosely.
+        last_attempt = max(request.at for request in llm.requests) - started
+        assert last_attempt < 1.5 * BUDGET, last_attempt
+        assert elapsed < 3 * BUDGET, elapsed
         history = await client.get("/api/chat-history/", headers=headers)
         stored = [m["content"] for m in history.json() if m["role"] == "user"]
         assert stored[-1] == FOLLOWUP

@@ -69,6 +69,8 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     json: Any
+    # time.monotonic() when the request arrived: when a client made its attempts.
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True, slots=True)
