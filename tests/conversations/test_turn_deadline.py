@@ -153,11 +153,14 @@ async def test_followup_llm_down_answers_503_within_one_budget_and_keeps_questio
         # call retried for its own deadline and the answer for another (about 2 * BUDGET).
         assert _condense_calls(llm) >= 1
         assert len(llm.requests) - _condense_calls(llm) >= 2
-        # No attempt starts past the one budget (before: the answer's own retries ran on to
-        # about 2 * BUDGET). Timed by the attempts' arrival, so a loaded machine's slower
-        # response handling does not count; the whole turn is bounded more loosely.
-        last_attempt = max(request.at for request in llm.requests) - started
-        assert last_attempt < 1.5 * BUDGET, last_attempt
+        # Every upstream attempt of the turn falls within the one budget (before: the
+        # condensing call retried for its own deadline, then the answer for another, about
+        # 2 * BUDGET). Timed by the attempts' arrival at the fake, from the turn's first call,
+        # so what a loaded machine adds before the pipeline starts or after the last attempt
+        # (authentication, storing the question, rendering the stream) does not count.
+        arrivals = [request.at for request in llm.requests]
+        span = max(arrivals) - min(arrivals)
+        assert span < 1.5 * BUDGET, span
         assert elapsed < 3 * BUDGET, elapsed
         history = await client.get("/api/chat-history/", headers=headers)
         stored = [m["content"] for m in history.json() if m["role"] == "user"]
