@@ -115,7 +115,9 @@ async def test_readyz_database_black_holed_503_within_timeout(
     assert response.status_code == 503
     assert response.json()["checks"]["database"] == "timeout"
     assert response.json()["failed"] == ["database"]
-    assert elapsed < 3
+    # The 0.5 s readiness timeout, not asyncpg's 60 s connect timeout (this engine sets none);
+    # the margin is for a loaded machine (3.07 s seen once in a full PostgreSQL pass).
+    assert elapsed < 5
 
 
 async def test_readyz_backend_missing_503_names_it(peer_app: PeerAppFactory) -> None:

@@ -50,8 +50,10 @@ async def test_full_flow_with_forced_500s_logs_no_secret(
             assert wrong.status_code == 401
 
             # Forced 500s: every statement below fails inside the database with our data bound.
+            # CASCADE on PostgreSQL: message_feedback's foreign key depends on the table.
+            cascade = " CASCADE" if state["settings"].database_url.startswith("postgresql") else ""
             async with state["engine"].begin() as conn:
-                await conn.execute(text("DROP TABLE chat_messages"))
+                await conn.execute(text(f"DROP TABLE chat_messages{cascade}"))
             failed = await client.post("/api/chat/", json={"message": MESSAGE}, headers=headers)
             assert failed.status_code == 500
             async with state["engine"].begin() as conn:
@@ -69,6 +71,9 @@ async def test_full_flow_with_forced_500s_logs_no_secret(
             assert failed.status_code == 500
             assert "Traceback" not in failed.text
             async with state["engine"].begin() as conn:  # the next test shares a PG database
+                if cascade:  # the whole schema again, foreign keys the CASCADE dropped included
+                    await conn.execute(text("DROP SCHEMA public CASCADE"))
+                    await conn.execute(text("CREATE SCHEMA public"))
                 await conn.run_sync(Base.metadata.create_all)
 
     logged = caplog.text
